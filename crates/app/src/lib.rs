@@ -1,0 +1,161 @@
+//! Chasqui's use-cases: accepting and processing Meta's webhooks, projects and keys,
+//! phone numbers, media, and the background workers that drive them. HTTP handlers call
+//! into this crate; SQL stays in `chasqui-store`, Meta's wire formats in `chasqui-meta`.
+
+pub mod directory;
+pub mod error;
+pub mod ingest;
+pub mod media;
+pub mod numbers;
+pub mod processing;
+pub mod projects;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use chasqui_core::{Clock, InstanceKey};
+use chasqui_store::Db;
+
+pub use error::AppError;
+
+/// Settings the use-cases need from the instance configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory (media files live under `media/`).
+    pub data_dir: PathBuf,
+    /// Graph API base URL for `cloud` numbers.
+    pub graph_base_url: String,
+    /// Lifetime of signed media URLs, in seconds.
+    pub media_url_ttl_secs: i64,
+}
+
+/// Shared state of one Chasqui node.
+#[derive(Debug, Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Db,
+    key: InstanceKey,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    directory: directory::Directory,
+    http: reqwest::Client,
+    wake: tokio::sync::Notify,
+    public_url: OnceLock<String>,
+    local_url: OnceLock<String>,
+}
+
+impl App {
+    /// Wires the use-cases to a database, the instance key and a clock.
+    pub fn new(db: Db, key: InstanceKey, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("chasqui/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                directory: directory::Directory::new(db.clone(), key.clone()),
+                db,
+                key,
+                clock,
+                settings,
+                http,
+                wake: tokio::sync::Notify::new(),
+                public_url: OnceLock::new(),
+                local_url: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The instance key.
+    pub fn key(&self) -> &InstanceKey {
+        &self.inner.key
+    }
+
+    /// Current time in epoch milliseconds.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now().millis()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Instance settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Routing cache of phone numbers and their app secrets.
+    pub fn directory(&self) -> &directory::Directory {
+        &self.inner.directory
+    }
+
+    /// Shared outbound HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Wakes the workers (new events or jobs).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Waits until [`App::wake`] is called.
+    pub async fn woken(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    /// The externally reachable base URL of this node (set once the listener is bound).
+    pub fn public_url(&self) -> &str {
+        self.inner
+            .public_url
+            .get()
+            .map(String::as_str)
+            .unwrap_or("http://127.0.0.1:8080")
+    }
+
+    /// Sets the public base URL; only the first call has an effect.
+    pub fn set_public_url(&self, url: &str) {
+        let _ = self
+            .inner
+            .public_url
+            .set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// The loopback base URL of this node's own listener (for calls to itself).
+    pub fn local_url(&self) -> &str {
+        self.inner
+            .local_url
+            .get()
+            .map(String::as_str)
+            .unwrap_or_else(|| self.public_url())
+    }
+
+    /// Sets the loopback base URL; only the first call has an effect.
+    pub fn set_local_url(&self, url: &str) {
+        let _ = self
+            .inner
+            .local_url
+            .set(url.trim_end_matches('/').to_owned());
+    }
+
+    /// The Graph API base URL for a number of `kind`: the embedded sandbox for `sandbox`.
+    pub fn graph_base_url(&self, kind: &str) -> String {
+        if kind == "sandbox" {
+            format!("{}/sandbox/graph", self.local_url())
+        } else {
+            self.inner.settings.graph_base_url.clone()
+        }
+    }
+}

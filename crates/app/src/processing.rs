@@ -1,0 +1,478 @@
+//! Applying stored deliveries: each change on its own (inside a savepoint), so a malformed
+//! change is recorded as an error while its neighbours are applied. Messages dedupe by wamid,
+//! statuses by (wamid, status), and statuses only move forward.
+
+use std::collections::HashMap;
+
+use chasqui_core::ids::new_id;
+use chasqui_core::status::{CONVERSATION_IDLE_MILLIS, MessageStatus};
+use chasqui_meta::content;
+use chasqui_meta::webhook::{
+    Change, Envelope, MessageHead, MessagesValue, StatusHead, TemplateStatusUpdate,
+};
+use chasqui_store::Connection;
+use chasqui_store::contacts::{self, Identity};
+use chasqui_store::conversations::{self, Activity};
+use chasqui_store::messages::{self, NewMessage};
+use chasqui_store::{Conn, StoreError, events, jobs, media};
+use serde_json::Value;
+
+use crate::App;
+
+/// Deliveries applied per transaction.
+pub const BATCH: i64 = 64;
+/// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// Job kind of inbound media downloads.
+pub const MEDIA_DOWNLOAD: &str = "media.download";
+
+/// Processes one batch of pending deliveries; returns how many were applied.
+pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
+    let db = app.db();
+    let mut tx = db.writer().begin().await?;
+    let pending = events::claim(&mut tx, db.backend(), BATCH).await?;
+    if pending.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut failed_event = None;
+    for event in &pending {
+        if let Err(e) = apply_event(app, &mut tx, &event.id, &event.body).await {
+            failed_event = Some((event.id.clone(), e));
+            break;
+        }
+    }
+    match failed_event {
+        None => {
+            tx.commit().await?;
+            app.wake();
+            Ok(pending.len())
+        }
+        Some((id, error)) => {
+            // Roll the whole batch back, record the failure against the event that caused it,
+            // and let the next rounds apply its neighbours.
+            tx.rollback().await?;
+            tracing::warn!(event_id = %id, error = %error, "inbound event failed; will retry");
+            events::record_failure(db, &id, &error.to_string(), MAX_ATTEMPTS).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Applies one delivery inside the caller's transaction and marks it processed.
+async fn apply_event(app: &App, conn: &mut Conn, id: &str, body: &str) -> Result<(), StoreError> {
+    let now = app.now();
+    let mut errors: Vec<String> = Vec::new();
+    match Envelope::parse(body.as_bytes()) {
+        Err(e) => errors.push(format!("envelope: {e}")),
+        Ok(envelope) => {
+            for (ei, entry) in envelope.entry.iter().enumerate() {
+                for (ci, raw) in entry.changes.iter().enumerate() {
+                    let mut sp = conn.begin().await?;
+                    let outcome = match Change::parse(raw) {
+                        Err(e) => Err(e.to_string()),
+                        Ok(change) => {
+                            apply_change(app, &mut sp, &entry.id, raw, change, now).await?
+                        }
+                    };
+                    match outcome {
+                        Ok(item_errors) => {
+                            sp.commit().await?;
+                            errors.extend(
+                                item_errors
+                                    .into_iter()
+                                    .map(|e| format!("entry {ei} change {ci}: {e}")),
+                            );
+                        }
+                        Err(e) => {
+                            sp.rollback().await?;
+                            errors.push(format!("entry {ei} change {ci}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        tracing::warn!(event_id = %id, errors = ?errors, "parts of an inbound event were not applied");
+    }
+    let errors = (!errors.is_empty()).then(|| serde_json::to_string(&errors).unwrap_or_default());
+    events::mark_processed(conn, id, errors.as_deref(), now).await
+}
+
+/// `Ok(Ok(errors))`: applied, with per-item problems; `Ok(Err(_))`: the change is unusable.
+async fn apply_change(
+    app: &App,
+    conn: &mut Conn,
+    waba_id: &str,
+    raw: &Value,
+    change: Change,
+    now: i64,
+) -> Result<Result<Vec<String>, String>, StoreError> {
+    match change {
+        Change::Messages(value) => apply_messages(app, conn, waba_id, value, now).await,
+        Change::TemplateStatus(update) => {
+            apply_template_status(app, conn, waba_id, raw, &update, now).await
+        }
+        Change::Account { field, value } => {
+            let routes = waba_routes(app, waba_id).await?;
+            if routes.is_empty() {
+                return Ok(Err(format!("no phone number of account {waba_id}")));
+            }
+            record_account_event(conn, &routes, waba_id, None, &field, &value, now).await?;
+            Ok(Ok(Vec::new()))
+        }
+    }
+}
+
+async fn waba_routes(app: &App, waba_id: &str) -> Result<Vec<String>, StoreError> {
+    let (_, routes) = app
+        .directory()
+        .routes(&[], &[waba_id.to_owned()], false)
+        .await?;
+    let mut projects: Vec<String> = routes.iter().map(|r| r.project_id.clone()).collect();
+    projects.sort();
+    projects.dedup();
+    Ok(projects)
+}
+
+async fn record_account_event(
+    conn: &mut Conn,
+    projects: &[String],
+    waba_id: &str,
+    phone_number_id: Option<&str>,
+    field: &str,
+    value: &Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    for project_id in projects {
+        chasqui_store::accounts::insert_event(
+            conn,
+            &new_id(),
+            project_id,
+            waba_id,
+            phone_number_id,
+            field,
+            &value.to_string(),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_template_status(
+    app: &App,
+    conn: &mut Conn,
+    waba_id: &str,
+    raw: &Value,
+    update: &TemplateStatusUpdate,
+    now: i64,
+) -> Result<Result<Vec<String>, String>, StoreError> {
+    let projects = waba_routes(app, waba_id).await?;
+    if projects.is_empty() {
+        return Ok(Err(format!("no phone number of account {waba_id}")));
+    }
+    let template_id = match &update.message_template_id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for project_id in &projects {
+        chasqui_store::accounts::upsert_template_status(
+            conn,
+            &new_id(),
+            project_id,
+            waba_id,
+            &template_id,
+            update.message_template_name.as_deref(),
+            update.message_template_language.as_deref(),
+            raw.pointer("/value/message_template_category")
+                .and_then(Value::as_str),
+            &update.event,
+            update.reason.as_deref(),
+            now,
+        )
+        .await?;
+    }
+    let value = raw.get("value").cloned().unwrap_or(Value::Null);
+    record_account_event(
+        conn,
+        &projects,
+        waba_id,
+        None,
+        "message_template_status_update",
+        &value,
+        now,
+    )
+    .await?;
+    Ok(Ok(Vec::new()))
+}
+
+async fn apply_messages(
+    app: &App,
+    conn: &mut Conn,
+    waba_id: &str,
+    value: MessagesValue,
+    now: i64,
+) -> Result<Result<Vec<String>, String>, StoreError> {
+    let pnid = value.metadata.phone_number_id.clone();
+    let Some(route) = app.directory().number(&pnid).await? else {
+        return Ok(Err(format!("unknown phone_number_id {pnid}")));
+    };
+    let project_id = route.project_id.clone();
+    let mut errors = Vec::new();
+
+    // Profiles by wa_id and by user id, to name the senders.
+    let mut profiles: HashMap<String, Identity> = HashMap::new();
+    for c in &value.contacts {
+        let identity = Identity {
+            wa_id: c.wa_id.clone(),
+            user_id: c.user_id.clone(),
+            profile_name: c.profile.as_ref().and_then(|p| p.name.clone()),
+        };
+        if let Some(w) = &c.wa_id {
+            profiles.insert(w.clone(), identity.clone());
+        }
+        if let Some(u) = &c.user_id {
+            profiles.insert(u.clone(), identity);
+        }
+    }
+
+    for (i, message) in value.messages.iter().enumerate() {
+        let head = match MessageHead::parse(message) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(format!("message {i}: {e}"));
+                continue;
+            }
+        };
+        let identity = head
+            .from
+            .as_ref()
+            .or(head.from_user_id.as_ref())
+            .and_then(|k| profiles.get(k).cloned())
+            .map(|mut p| {
+                p.wa_id = p.wa_id.or_else(|| head.from.clone());
+                p
+            })
+            .unwrap_or(Identity {
+                wa_id: head.from.clone(),
+                user_id: head.from_user_id.clone(),
+                profile_name: None,
+            });
+        store_inbound(conn, &project_id, &pnid, message, &head, &identity, now).await?;
+    }
+
+    for (i, status) in value.statuses.iter().enumerate() {
+        let head = match StatusHead::parse(status) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(format!("status {i}: {e}"));
+                continue;
+            }
+        };
+        store_status(conn, &project_id, &pnid, status, &head, &profiles, now).await?;
+    }
+
+    if !value.errors.is_empty() {
+        let errors_value = Value::Array(value.errors.clone());
+        record_account_event(
+            conn,
+            std::slice::from_ref(&project_id),
+            waba_id,
+            Some(&pnid),
+            "messages.errors",
+            &errors_value,
+            now,
+        )
+        .await?;
+    }
+    Ok(Ok(errors))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_inbound(
+    conn: &mut Conn,
+    project_id: &str,
+    pnid: &str,
+    message: &Value,
+    head: &MessageHead,
+    identity: &Identity,
+    now: i64,
+) -> Result<(), StoreError> {
+    if messages::exists(conn, pnid, &head.id).await? {
+        return Ok(());
+    }
+    let sent_at = head.timestamp.saturating_mul(1000);
+    let contact_id = contacts::upsert(conn, project_id, identity, &new_id(), now).await?;
+    let thread = conversations::Thread {
+        project_id,
+        phone_number_id: pnid,
+        contact_id: &contact_id,
+    };
+    let (conversation_id, _opened) = conversations::current(
+        conn,
+        thread,
+        &new_id(),
+        sent_at,
+        CONVERSATION_IDLE_MILLIS,
+        now,
+    )
+    .await?;
+    let media_object = content::media(message);
+    let mut media_id = None;
+    if let Some(m) = media_object.filter(|m| m.get("id").is_some()) {
+        let record = media::Media {
+            id: new_id(),
+            project_id: project_id.to_owned(),
+            phone_number_id: pnid.to_owned(),
+            meta_media_id: m.get("id").map(json_text).unwrap_or_default(),
+            mime_type: m
+                .get("mime_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            sha256: m.get("sha256").and_then(Value::as_str).map(str::to_owned),
+            file_size: None,
+            filename: m.get("filename").and_then(Value::as_str).map(str::to_owned),
+            storage_path: None,
+            status: "pending".into(),
+            error: None,
+        };
+        let (id, fresh) = media::record(conn, &record, now).await?;
+        if fresh {
+            let payload = serde_json::json!({ "media_id": id }).to_string();
+            jobs::enqueue(conn, &new_id(), MEDIA_DOWNLOAD, &payload, now, 8, now).await?;
+        }
+        media_id = Some(id);
+    }
+    let text = content::render(message);
+    let inserted = messages::insert(
+        conn,
+        &NewMessage {
+            id: new_id(),
+            project_id: project_id.to_owned(),
+            phone_number_id: pnid.to_owned(),
+            conversation_id: Some(conversation_id.clone()),
+            contact_id: Some(contact_id),
+            wamid: head.id.clone(),
+            direction: "inbound".into(),
+            message_type: head.kind.clone(),
+            status: MessageStatus::Received.as_str().into(),
+            status_rank: MessageStatus::Received.rank(),
+            body: message.to_string(),
+            content: text.clone(),
+            has_media: media_object.is_some(),
+            media_id,
+            sent_at,
+            created_at: now,
+        },
+    )
+    .await?;
+    if inserted {
+        let activity = Activity {
+            wamid: &head.id,
+            message_type: &head.kind,
+            text: &text,
+            at: sent_at,
+            inbound: true,
+        };
+        conversations::record_activity(conn, &conversation_id, &activity, now).await?;
+    }
+    Ok(())
+}
+
+async fn store_status(
+    conn: &mut Conn,
+    project_id: &str,
+    pnid: &str,
+    raw: &Value,
+    head: &StatusHead,
+    profiles: &HashMap<String, Identity>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let status_at = head.timestamp.saturating_mul(1000);
+    let raw_text = raw.to_string();
+    let record = messages::StatusRecord {
+        id: &new_id(),
+        phone_number_id: pnid,
+        wamid: &head.id,
+        status: &head.status,
+        status_at,
+        raw: &raw_text,
+    };
+    let fresh = messages::append_status(conn, record, now).await?;
+    if !fresh {
+        return Ok(());
+    }
+    let parsed = head.status.parse::<MessageStatus>().ok();
+    if !messages::exists(conn, pnid, &head.id).await? {
+        // A message sent outside Chasqui (or before its send was recorded): keep a stub so
+        // its statuses have somewhere to live.
+        let key = head
+            .recipient_id
+            .as_ref()
+            .or(head.recipient_user_id.as_ref());
+        let identity = key
+            .and_then(|k| profiles.get(k).cloned())
+            .unwrap_or(Identity {
+                wa_id: head.recipient_id.clone(),
+                user_id: head.recipient_user_id.clone(),
+                profile_name: None,
+            });
+        let (contact_id, conversation_id) = if identity.key().is_some() {
+            let contact_id = contacts::upsert(conn, project_id, &identity, &new_id(), now).await?;
+            let thread = conversations::Thread {
+                project_id,
+                phone_number_id: pnid,
+                contact_id: &contact_id,
+            };
+            let (conversation_id, _) = conversations::current(
+                conn,
+                thread,
+                &new_id(),
+                status_at,
+                CONVERSATION_IDLE_MILLIS,
+                now,
+            )
+            .await?;
+            (Some(contact_id), Some(conversation_id))
+        } else {
+            (None, None)
+        };
+        let status = parsed.unwrap_or(MessageStatus::Sent);
+        let body = serde_json::json!({ "id": head.id, "to": head.recipient_id, "type": "unknown" });
+        messages::insert(
+            conn,
+            &NewMessage {
+                id: new_id(),
+                project_id: project_id.to_owned(),
+                phone_number_id: pnid.to_owned(),
+                conversation_id,
+                contact_id,
+                wamid: head.id.clone(),
+                direction: "outbound".into(),
+                message_type: "unknown".into(),
+                status: status.as_str().into(),
+                status_rank: status.rank(),
+                body: body.to_string(),
+                content: String::new(),
+                has_media: false,
+                media_id: None,
+                sent_at: status_at,
+                created_at: now,
+            },
+        )
+        .await?;
+    }
+    if let Some(status) = parsed {
+        messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now).await?;
+    }
+    Ok(())
+}
+
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

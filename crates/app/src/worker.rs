@@ -1,0 +1,102 @@
+//! Background work of a node: applying inbound deliveries, running jobs, and ending idle
+//! conversations. Every loop stops at a cancellation point between units of work, so a
+//! shutdown drains what is in flight and loses nothing.
+
+use std::time::Duration;
+
+use chasqui_core::status::CONVERSATION_IDLE_MILLIS;
+use chasqui_store::{conversations, jobs};
+use tokio_util::sync::CancellationToken;
+
+use crate::{App, media, processing};
+
+/// Lease of a claimed job; an expired lease makes the job run again.
+const LEASE_MILLIS: i64 = 120_000;
+/// Idle wait between polls when nothing woke the worker (other nodes may add work).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Backoff before retry `attempt` (1-based): 5 s, 20 s, 45 s, ... capped at 1 h.
+pub fn backoff_millis(attempt: i64) -> i64 {
+    (attempt * attempt * 5_000).min(3_600_000)
+}
+
+/// Runs every worker loop until `shutdown` is cancelled and the current work is finished.
+pub async fn run(app: App, shutdown: CancellationToken) {
+    let inbound = tokio::spawn(inbound_loop(app.clone(), shutdown.clone()));
+    let jobs = tokio::spawn(jobs_loop(app.clone(), shutdown.clone()));
+    let sweeper = tokio::spawn(sweeper_loop(app, shutdown));
+    let _ = tokio::join!(inbound, jobs, sweeper);
+}
+
+async fn idle(app: &App, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = app.woken() => {}
+        _ = tokio::time::sleep(POLL) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+async fn inbound_loop(app: App, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match processing::process_batch(&app).await {
+            Ok(0) => idle(&app, &shutdown).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "processing inbound events failed");
+                idle(&app, &shutdown).await;
+            }
+        }
+    }
+}
+
+async fn jobs_loop(app: App, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let claimed = match jobs::claim(app.db(), 8, app.now(), LEASE_MILLIS).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming jobs failed");
+                idle(&app, &shutdown).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            idle(&app, &shutdown).await;
+            continue;
+        }
+        let runs = claimed.into_iter().map(|job| {
+            let app = app.clone();
+            async move {
+                let result = match job.kind.as_str() {
+                    processing::MEDIA_DOWNLOAD => media::run_download(&app, &job).await,
+                    other => Err(format!("unknown job kind {other}")),
+                };
+                let outcome = match result {
+                    Ok(()) => jobs::complete(app.db(), &job.id).await,
+                    Err(error) => {
+                        let park = job.attempts >= job.max_attempts;
+                        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, park, %error, "job failed");
+                        jobs::fail(app.db(), &job.id, &error, app.now() + backoff_millis(job.attempts), park).await
+                    }
+                };
+                if let Err(e) = outcome {
+                    tracing::error!(job_id = %job.id, error = %e, "recording a job result failed; its lease will expire");
+                }
+            }
+        });
+        futures::future::join_all(runs).await;
+    }
+}
+
+async fn sweeper_loop(app: App, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match conversations::end_idle(app.db(), CONVERSATION_IDLE_MILLIS, app.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "ended idle conversations"),
+            Err(e) => tracing::error!(error = %e, "ending idle conversations failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! `chasqui bench`: load generators measured against a running server.
+//!
+//! `ingest` posts realistic signed webhooks (text messages from many customers mixed with
+//! status updates) and reports accepted/s, latency percentiles, and the time until the server
+//! has processed everything (read from `/metrics`). `null-server` is the ceiling: a handler
+//! that only checks the signature, parses the JSON and answers 200.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+/// Benchmark commands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Post signed webhooks to a server and measure.
+    Ingest {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key: creates a `cloud` number with a fresh app secret to post for.
+        #[arg(long, env = "CHASQUI_BENCH_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// App secret to sign with (instead of --api-key).
+        #[arg(long, hide_env_values = true)]
+        app_secret: Option<String>,
+        /// Phone number id to post for (with --app-secret).
+        #[arg(long, default_value = "100000000000001")]
+        phone_number_id: String,
+        /// Target requests per second in total (0 = as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Share of deliveries that are status updates (0-100).
+        #[arg(long, default_value_t = 30)]
+        status_percent: u64,
+        /// Do not wait for processing to finish.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Serve the null handler (signature check + JSON parse + 200) as a ceiling.
+    NullServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: std::net::SocketAddr,
+        /// App secret to verify with.
+        #[arg(long, default_value = "bench-secret")]
+        app_secret: String,
+    },
+}
+
+/// Runs a benchmark command.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest {
+            url,
+            api_key,
+            app_secret,
+            phone_number_id,
+            rate,
+            duration,
+            concurrency,
+            status_percent,
+            no_wait,
+        } => {
+            let url = url.trim_end_matches('/').to_owned();
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(concurrency)
+                .build()?;
+            let (secret, pnid) = match (api_key, app_secret) {
+                (Some(key), None) => create_number(&client, &url, &key).await?,
+                (None, Some(secret)) => (secret, phone_number_id),
+                _ => bail!("give either --api-key or --app-secret"),
+            };
+            let report = ingest(IngestPlan {
+                client,
+                url: url.clone(),
+                secret,
+                pnid,
+                rate,
+                duration: Duration::from_secs(duration),
+                concurrency: concurrency.max(1),
+                status_percent: status_percent.min(100),
+            })
+            .await?;
+            report.print();
+            if !no_wait {
+                wait_processed(&url, report.started).await?;
+            }
+            Ok(())
+        }
+        BenchCommand::NullServer { listen, app_secret } => null_server(listen, app_secret).await,
+    }
+}
+
+async fn create_number(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> anyhow::Result<(String, String)> {
+    let secret = chasqui_core::ids::random_token("bench_");
+    let pnid = format!("7{}", chasqui_core::ids::random_digits(14));
+    let body = json!({ "whatsapp_phone_number": {
+        "kind": "cloud", "name": "bench", "phone_number_id": pnid,
+        "business_account_id": format!("6{}", chasqui_core::ids::random_digits(14)),
+        "display_phone_number": "15550001111", "access_token": "bench-token", "app_secret": secret,
+    }});
+    let response = client
+        .post(format!("{url}/platform/v1/whatsapp/phone_numbers"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .context("creating the bench phone number")?;
+    if !response.status().is_success() {
+        bail!(
+            "creating the bench phone number: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    eprintln!("created cloud number {pnid} for the benchmark");
+    Ok((secret, pnid))
+}
+
+struct IngestPlan {
+    client: reqwest::Client,
+    url: String,
+    secret: String,
+    pnid: String,
+    rate: u64,
+    duration: Duration,
+    concurrency: usize,
+    status_percent: u64,
+}
+
+struct Report {
+    started: Instant,
+    elapsed: Duration,
+    accepted: u64,
+    failed: u64,
+    latencies_us: Vec<u64>,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    fn print(&self) {
+        let secs = self.elapsed.as_secs_f64();
+        println!(
+            "accepted {} ({:.0}/s), failed {}, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {:.1} s",
+            self.accepted,
+            self.accepted as f64 / secs,
+            self.failed,
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0),
+            secs
+        );
+    }
+}
+
+/// One delivery body: a text message from one of 1,000 customers, or a status update.
+fn payload(pnid: &str, n: u64, status_percent: u64) -> Vec<u8> {
+    let customer = format!("1555{:07}", n % 1000);
+    let now = {
+        use chasqui_core::Clock;
+        chasqui_core::SystemClock.now().secs().to_string()
+    };
+    let value = if n % 100 < status_percent {
+        let status = ["sent", "delivered", "read"][(n % 3) as usize];
+        json!({
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": pnid },
+            "statuses": [{ "id": format!("wamid.BENCHOUT{}", n / 3), "status": status, "timestamp": now, "recipient_id": customer }],
+        })
+    } else {
+        json!({
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": pnid },
+            "contacts": [{ "profile": { "name": format!("Customer {}", n % 1000) }, "wa_id": customer }],
+            "messages": [{ "from": customer, "id": format!("wamid.BENCH{n}x{}", chasqui_core::ids::random_token("")), "timestamp": now,
+                           "type": "text", "text": { "body": format!("Hola, order #{n} please") } }],
+        })
+    };
+    let envelope = json!({ "object": "whatsapp_business_account",
+        "entry": [{ "id": "600000000000001", "changes": [{ "value": value, "field": "messages" }] }] });
+    chasqui_meta::json::to_meta_bytes(&envelope)
+}
+
+async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
+    let plan = Arc::new(plan);
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + plan.duration;
+    let progress = indicatif::ProgressBar::new(plan.duration.as_secs());
+    let tick = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                progress.inc(1);
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for worker in 0..plan.concurrency {
+        let plan = plan.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let interval = (plan.rate > 0)
+                .then(|| Duration::from_secs_f64(plan.concurrency as f64 / plan.rate as f64));
+            let mut next = Instant::now() + Duration::from_micros(worker as u64 * 10);
+            while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    let now = Instant::now();
+                    if next > now {
+                        tokio::time::sleep(next - now).await;
+                    }
+                    next += interval;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let body = payload(&plan.pnid, n, plan.status_percent);
+                let signature = chasqui_meta::sign(plan.secret.as_bytes(), &body);
+                let t = Instant::now();
+                let result = plan
+                    .client
+                    .post(format!("{}/webhooks/meta", plan.url))
+                    .header("content-type", "application/json")
+                    .header("x-hub-signature-256", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                match result {
+                    Ok(r) if r.status().is_success() => {
+                        ok += 1;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, latencies)
+        }));
+    }
+    let mut report = Report {
+        started,
+        elapsed: Duration::ZERO,
+        accepted: 0,
+        failed: 0,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (ok, failed, latencies) = task.await?;
+        report.accepted += ok;
+        report.failed += failed;
+        report.latencies_us.extend(latencies);
+    }
+    report.elapsed = started.elapsed();
+    tick.abort();
+    progress.finish_and_clear();
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
+async fn wait_processed(url: &str, started: Instant) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    loop {
+        let text = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let pending = text
+            .lines()
+            .find_map(|l| l.strip_prefix("chasqui_inbound_events_pending "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match pending {
+            Some(0) => break,
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => {
+                eprintln!("the target has no /metrics (null server?); not waiting for processing");
+                return Ok(());
+            }
+        }
+    }
+    println!(
+        "all processed {:.1} s after the start",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn null_server(listen: std::net::SocketAddr, secret: String) -> anyhow::Result<()> {
+    let secret = Arc::new(secret);
+    let app = axum::Router::new().route(
+        "/webhooks/meta",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let secret = secret.clone();
+            async move {
+                let sig = headers
+                    .get("x-hub-signature-256")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !chasqui_meta::verify(secret.as_bytes(), &body, sig) {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(_) => StatusCode::OK,
+                    Err(_) => StatusCode::BAD_REQUEST,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("null handler on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Command-line interface.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::ConfigArgs;
+use crate::{bench, node};
+
+/// Chasqui: a self-hostable WhatsApp Business platform.
+#[derive(Debug, Parser)]
+#[command(name = "chasqui", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "CHASQUI_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (API, workers and the embedded sandbox).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Run the Cloud API emulator on its own.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Load generators.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its id and first API key as JSON.
+    Create {
+        /// Project name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an API key for a project (printed once).
+    Create {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+        /// Label of the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List a project's keys (never the keys themselves).
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Project id.
+        #[arg(long)]
+        project: String,
+        /// Key id.
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Serve the emulator: Graph API at the root, control API under /v1.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+        /// Where to deliver webhooks (e.g. http://127.0.0.1:8080/webhooks/meta).
+        #[arg(long)]
+        webhook_url: String,
+        /// App secret that signs the webhooks.
+        #[arg(long, env = "CHASQUI_SANDBOX_APP_SECRET", hide_env_values = true)]
+        app_secret: String,
+    },
+}
+
+impl Cli {
+    /// Sets up logging (`RUST_LOG` filters, default `info`).
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")
+        });
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if self.log_format == "json" {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
+
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve => serve(&self.config).await,
+            Command::Migrate => {
+                let config = self.config.resolve()?;
+                node::open_db(&config).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Project {
+                command: ProjectCommand::Create { name },
+            } => {
+                let app = node::app_for_cli(&self.config.resolve()?).await?;
+                let created = chasqui_app::projects::create(&app, &name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "{}",
+                    json!({ "project_id": created.project.id, "api_key": created.api_key })
+                );
+                Ok(())
+            }
+            Command::Key { command } => key(&self.config, command).await,
+            Command::Sandbox {
+                command:
+                    SandboxCommand::Serve {
+                        listen,
+                        webhook_url,
+                        app_secret,
+                    },
+            } => sandbox_serve(listen, &webhook_url, &app_secret).await,
+            Command::Bench { command } => bench::run(command).await,
+        }
+    }
+}
+
+async fn key(config: &ConfigArgs, command: KeyCommand) -> anyhow::Result<()> {
+    let app = node::app_for_cli(&config.resolve()?).await?;
+    match command {
+        KeyCommand::Create { project, name } => {
+            let (key, plaintext) = chasqui_app::projects::create_key(&app, &project, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}",
+                json!({ "id": key.id, "project_id": key.project_id, "name": key.name, "api_key": plaintext })
+            );
+        }
+        KeyCommand::List { project } => {
+            for k in chasqui_store::projects::list_keys(app.db(), &project).await? {
+                println!(
+                    "{}",
+                    json!({
+                        "id": k.id, "name": k.name, "prefix": k.prefix,
+                        "created_at": chasqui_core::Timestamp(k.created_at).to_rfc3339(),
+                        "revoked_at": k.revoked_at.map(|t| chasqui_core::Timestamp(t).to_rfc3339()),
+                    })
+                );
+            }
+        }
+        KeyCommand::Revoke { project, key_id } => {
+            if !chasqui_store::projects::revoke_key(app.db(), &project, &key_id, app.now()).await? {
+                anyhow::bail!("no active key {key_id} in project {project}");
+            }
+            println!("{}", json!({ "revoked": key_id }));
+        }
+    }
+    Ok(())
+}
+
+async fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    tracing::info!(?config, "starting chasqui");
+    let running = node::start(config).await?;
+    let base = running.app.public_url().to_owned();
+    println!(
+        "Chasqui is listening on http://{} (public URL {base})",
+        running.addr
+    );
+    if let Some(first) = &running.first_run {
+        print_first_run(&base, first);
+    }
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+    running.wait().await
+}
+
+fn print_first_run(base: &str, first: &node::FirstRun) {
+    let body = r#"{"from": "15551234567", "profile_name": "Ana", "message": {"type": "text", "text": {"body": "Hola! Is the shop open today?"}}}"#;
+    println!(
+        "\nFirst start: created a default project with a sandbox phone number.\n\
+         \n  project_id:      {}\n  phone_number_id: {}\n  API key:         {}   (shown only now; store it)\n\
+         \nSend a first message as a simulated customer:\n\
+         \n  curl -s -X POST {base}/sandbox/v1/phone_numbers/{}/inbound \\\n    -H 'X-API-Key: {}' -H 'Content-Type: application/json' \\\n    -d '{body}'\n\
+         \nThen read the conversation:\n\
+         \n  curl -s {base}/platform/v1/whatsapp/conversations -H 'X-API-Key: {}'\n",
+        first.project_id,
+        first.phone_number_id,
+        first.api_key,
+        first.phone_number_id,
+        first.api_key,
+        first.api_key
+    );
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn sandbox_serve(
+    listen: std::net::SocketAddr,
+    webhook_url: &str,
+    app_secret: &str,
+) -> anyhow::Result<()> {
+    if app_secret.is_empty() {
+        anyhow::bail!("invalid configuration: app_secret must not be empty");
+    }
+    if !(webhook_url.starts_with("http://") || webhook_url.starts_with("https://")) {
+        anyhow::bail!(
+            "invalid configuration: webhook_url = {webhook_url:?}: must start with http:// or https://"
+        );
+    }
+    let sandbox =
+        chasqui_sandbox::Sandbox::standalone(reqwest::Client::new(), webhook_url, app_secret);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    sandbox.set_base_url(&format!("http://{addr}"));
+    println!("Chasqui sandbox listening on http://{addr}; webhooks go to {webhook_url}");
+    axum::serve(listener, chasqui_sandbox::standalone_router(sandbox))
+        .with_graceful_shutdown(wait_for_signal())
+        .await
+        .context("sandbox server failed")
+}

@@ -1,0 +1,316 @@
+//! The one validated configuration of a node. Sources, strongest first: command-line flags,
+//! `CHASQUI_*` environment variables (both handled by clap), then `chasqui.toml`, then
+//! defaults. A bad value is refused with the key and the value (never a secret's value).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Which parts of Chasqui a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// API and workers.
+    All,
+    /// HTTP only: webhooks are stored, not processed.
+    Api,
+    /// Workers only: no HTTP listener besides health checks.
+    Worker,
+}
+
+impl Role {
+    /// Whether this node serves the HTTP API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether this node runs the workers.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+/// A configuration error naming the key and the offending value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key} = {value:?}: {reason}")]
+pub struct ConfigError {
+    /// The key (flag/env/toml name).
+    pub key: &'static str,
+    /// The value as given (redacted for secrets).
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+fn err(key: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Flags shared by every command that opens the database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Configuration file (TOML). Defaults to ./chasqui.toml when it exists.
+    #[arg(long, env = "CHASQUI_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CHASQUI_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Data directory: SQLite file, instance key, media [default: ./chasqui-data].
+    #[arg(long, env = "CHASQUI_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, `sqlite:PATH` or `postgres://...` [default: sqlite:<data-dir>/chasqui.db].
+    #[arg(
+        long,
+        env = "CHASQUI_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Node role: all, api or worker [default: all].
+    #[arg(long, env = "CHASQUI_ROLE", global = true)]
+    pub role: Option<String>,
+    /// Public base URL used in links (paging, media) [default: http://<listen>].
+    #[arg(long, env = "CHASQUI_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Graph API base URL for cloud numbers [default: https://graph.facebook.com].
+    #[arg(long, env = "CHASQUI_GRAPH_BASE_URL", global = true)]
+    pub graph_base_url: Option<String>,
+    /// Lifetime of signed media URLs in seconds [default: 300].
+    #[arg(long, env = "CHASQUI_MEDIA_URL_TTL", global = true)]
+    pub media_url_ttl: Option<String>,
+}
+
+/// The file form; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    role: Option<String>,
+    public_url: Option<String>,
+    graph_base_url: Option<String>,
+    media_url_ttl: Option<toml::Value>,
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL (may hold a password: never printed).
+    pub database_url: String,
+    /// Role.
+    pub role: Role,
+    /// Public base URL, when configured.
+    pub public_url: Option<String>,
+    /// Graph API base URL.
+    pub graph_base_url: String,
+    /// Signed media URL lifetime (seconds).
+    pub media_url_ttl: i64,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("role", &self.role)
+            .field("public_url", &self.public_url)
+            .field("graph_base_url", &self.graph_base_url)
+            .field("media_url_ttl", &self.media_url_ttl)
+            .finish()
+    }
+}
+
+/// Hides a URL's password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or_default();
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn check_http_url(key: &'static str, value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| err(key, value, "must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(err(key, value, "must name a host"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl ConfigArgs {
+    /// Merges flags/env with the file and defaults, validating every value.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = self.load_file()?;
+        let listen_text = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            err(
+                "listen",
+                &listen_text,
+                format!("expected HOST:PORT with an IP address ({e})"),
+            )
+        })?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./chasqui-data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "", "must not be empty"));
+        }
+        let database_url = self
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("chasqui.db").display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "database_url",
+                &redact_url(&database_url),
+                "expected sqlite:PATH or postgres://...",
+            ));
+        }
+        let role_text = self
+            .role
+            .clone()
+            .or(file.role)
+            .unwrap_or_else(|| "all".into());
+        let role = match role_text.as_str() {
+            "all" => Role::All,
+            "api" => Role::Api,
+            "worker" => Role::Worker,
+            _ => return Err(err("role", &role_text, "expected all, api or worker")),
+        };
+        let public_url = match self.public_url.clone().or(file.public_url) {
+            Some(u) => Some(check_http_url("public_url", &u)?),
+            None => None,
+        };
+        let graph_text = self
+            .graph_base_url
+            .clone()
+            .or(file.graph_base_url)
+            .unwrap_or_else(|| chasqui_meta::graph::DEFAULT_BASE_URL.into());
+        let graph_base_url = check_http_url("graph_base_url", &graph_text)?;
+        let ttl_text = self
+            .media_url_ttl
+            .clone()
+            .or(file.media_url_ttl.map(|v| match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            }))
+            .unwrap_or_else(|| "300".into());
+        let media_url_ttl = match ttl_text.parse::<i64>() {
+            Ok(n) if (10..=86_400).contains(&n) => n,
+            _ => {
+                return Err(err(
+                    "media_url_ttl",
+                    &ttl_text,
+                    "expected seconds from 10 to 86400",
+                ));
+            }
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            role,
+            public_url,
+            graph_base_url,
+            media_url_ttl,
+        })
+    }
+
+    fn load_file(&self) -> Result<FileConfig, ConfigError> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("chasqui.toml"), false),
+        };
+        if !required && !Path::new(&path).exists() {
+            return Ok(FileConfig::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            err(
+                "config",
+                &path.display().to_string(),
+                format!("cannot read: {e}"),
+            )
+        })?;
+        toml::from_str(&text).map_err(|e| err("config", &path.display().to_string(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors_name_key_and_value() {
+        let c = ConfigArgs::default().resolve().expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.role, Role::All);
+        assert!(c.database_url.starts_with("sqlite:"));
+        let bad = ConfigArgs {
+            listen: Some("nope".into()),
+            ..Default::default()
+        }
+        .resolve();
+        let msg = bad.expect_err("bad listen").to_string();
+        assert!(msg.contains("listen") && msg.contains("nope"), "{msg}");
+        let bad = ConfigArgs {
+            role: Some("boss".into()),
+            ..Default::default()
+        }
+        .resolve();
+        assert!(bad.expect_err("bad role").to_string().contains("boss"));
+    }
+
+    #[test]
+    fn file_is_weaker_than_flags_and_secrets_stay_hidden() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nrole = \"api\"\ndatabase_url = \"postgres://u:hunter2@h/db\"\n").expect("write");
+        let args = ConfigArgs {
+            config: Some(path),
+            role: Some("worker".into()),
+            ..Default::default()
+        };
+        let c = args.resolve().expect("resolve");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.role, Role::Worker);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let bad = ConfigArgs {
+            database_url: Some("mysql://u:hunter2@h/db".into()),
+            ..Default::default()
+        }
+        .resolve();
+        let msg = bad.expect_err("bad url").to_string();
+        assert!(
+            msg.contains("database_url") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! A small Graph API client: the calls the inbound path needs (media metadata and download).
+
+use bytes::Bytes;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Meta's public Graph API host.
+pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
+/// The Graph API version Chasqui speaks.
+pub const VERSION: &str = "v24.0";
+
+/// Errors from the Graph API.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// Network or protocol failure.
+    #[error("graph request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// Meta answered with an error status.
+    #[error("graph answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body (truncated).
+        body: String,
+    },
+}
+
+impl GraphError {
+    /// Whether a retry may succeed (network errors, 429 and 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GraphError::Transport(_) => true,
+            GraphError::Status { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
+/// Media metadata from `GET /{media_id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediaInfo {
+    /// Short-lived download URL (needs the access token).
+    pub url: String,
+    /// MIME type.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// Base64 SHA-256 of the file.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Size in bytes.
+    #[serde(default)]
+    pub file_size: Option<serde_json::Value>,
+}
+
+/// A Graph API client bound to one base URL.
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl GraphClient {
+    /// A client for `base_url` (e.g. [`DEFAULT_BASE_URL`] or a sandbox).
+    pub fn new(http: reqwest::Client, base_url: &str) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The base URL this client calls.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET /{version}/{media_id}`.
+    pub async fn media_info(&self, media_id: &str, token: &str) -> Result<MediaInfo, GraphError> {
+        let url = format!("{}/{VERSION}/{media_id}", self.base_url);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await?;
+        Ok(check(response).await?.json().await?)
+    }
+
+    /// Downloads the bytes behind a media URL.
+    pub async fn download(&self, url: &str, token: &str) -> Result<Bytes, GraphError> {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await?;
+        Ok(check(response).await?.bytes().await?)
+    }
+}
+
+async fn check(response: reqwest::Response) -> Result<reqwest::Response, GraphError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let mut body = response.text().await.unwrap_or_default();
+    body.truncate(500);
+    Err(GraphError::Status {
+        status: status.as_u16(),
+        body,
+    })
+}

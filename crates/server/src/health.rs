@@ -1,0 +1,74 @@
+//! `/healthz` (the process answers) and `/readyz` (database reachable, migrations applied,
+//! not draining).
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.draining.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        );
+    }
+    match state.app.db().ready().await {
+        Ok(true) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "migrations pending" })),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "database unreachable" })),
+            )
+        }
+    }
+}
+
+/// Prometheus text: queue depths (no per-project data).
+async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
+    let db = state.app.db();
+    let gauges = async {
+        let pending = chasqui_store::events::pending_count(db).await?;
+        let queued = chasqui_store::jobs::count(db, "queued").await?;
+        let parked = chasqui_store::jobs::count(db, "parked").await?;
+        Ok::<_, chasqui_store::StoreError>((pending, queued, parked))
+    };
+    match gauges.await {
+        Ok((pending, queued, parked)) => (
+            StatusCode::OK,
+            format!(
+                "# TYPE chasqui_inbound_events_pending gauge\nchasqui_inbound_events_pending {pending}\n\
+                 # TYPE chasqui_jobs_queued gauge\nchasqui_jobs_queued {queued}\n\
+                 # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n"
+            ),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unreachable\n".into(),
+            )
+        }
+    }
+}

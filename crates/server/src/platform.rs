@@ -1,0 +1,519 @@
+//! The Platform API (`/platform/v1`): customers, phone numbers, conversations and their
+//! messages, in Kapso's shapes.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use chasqui_app::AppError;
+use chasqui_app::numbers::NumberInput;
+use chasqui_core::ids::new_id;
+use chasqui_store::conversations::{self, ConversationFilter};
+use chasqui_store::messages::{self, MessageFilter};
+use chasqui_store::projects::{self, Customer};
+use chasqui_store::{Page, numbers};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::project;
+use crate::error::ApiError;
+use crate::extract::{Params, rooted};
+use crate::render::{self, KapsoFields};
+use crate::sandbox::{register_sandbox_number, unregister_sandbox_number};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/customers", get(list_customers).post(create_customer))
+        .route(
+            "/customers/{id}",
+            get(get_customer)
+                .patch(update_customer)
+                .delete(delete_customer),
+        )
+        .route(
+            "/customers/{id}/whatsapp/phone_numbers",
+            axum::routing::post(create_customer_number),
+        )
+        .route(
+            "/whatsapp/phone_numbers",
+            get(list_numbers).post(create_number),
+        )
+        .route(
+            "/whatsapp/phone_numbers/{id}",
+            get(get_number).patch(update_number).delete(delete_number),
+        )
+        .route("/whatsapp/conversations", get(list_conversations))
+        .route(
+            "/whatsapp/conversations/{id}",
+            get(get_conversation).patch(update_conversation),
+        )
+        .route(
+            "/whatsapp/conversations/{id}/messages",
+            get(conversation_messages),
+        )
+}
+
+fn bad(e: String) -> ApiError {
+    ApiError::bad_request(e)
+}
+
+/// `page`/`per_page` offset paging.
+fn offset(params: &Params) -> ApiResult<(i64, i64)> {
+    let page = params.int("page", 1, 1, 1_000_000).map_err(bad)?;
+    let per_page = params.int("per_page", 20, 1, 100).map_err(bad)?;
+    Ok((page, per_page))
+}
+
+fn offset_body(data: Vec<Value>, page: i64, per_page: i64, total: i64) -> Json<Value> {
+    let total_pages = (total + per_page - 1) / per_page;
+    Json(
+        json!({ "data": data, "meta": { "page": page, "per_page": per_page, "total_pages": total_pages, "total_count": total } }),
+    )
+}
+
+/// Cursor paging body with absolute links.
+pub(crate) fn cursor_body<T>(
+    state: &AppState,
+    uri: &OriginalUri,
+    params: &Params,
+    page: &Page<T>,
+    data: Vec<Value>,
+) -> Value {
+    let base = format!("{}{}", state.app.public_url(), uri.path());
+    let link = |key: &str, cursor: &Option<String>| {
+        cursor
+            .as_ref()
+            .map(|c| format!("{base}?{}", params.with_cursor(key, c)))
+    };
+    let previous = if page.has_previous {
+        link("before", &page.before)
+    } else {
+        None
+    };
+    json!({
+        "data": data,
+        "paging": {
+            "cursors": { "before": page.before, "after": page.after },
+            "next": link("after", &page.after),
+            "previous": previous,
+        }
+    })
+}
+
+// ---- customers ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerInput {
+    name: Option<String>,
+    external_customer_id: Option<String>,
+}
+
+fn check_customer_input(input: &CustomerInput, creating: bool) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    match &input.name {
+        Some(n) if n.trim().is_empty() || n.len() > 200 => {
+            errors.push("Name must be 1 to 200 characters".to_owned())
+        }
+        None if creating => errors.push("Name can't be blank".to_owned()),
+        _ => {}
+    }
+    if input
+        .external_customer_id
+        .as_ref()
+        .is_some_and(|e| e.len() > 200)
+    {
+        errors.push("External customer id is too long (200 characters at most)".to_owned());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(errors).into())
+    }
+}
+
+fn customer_conflict(e: chasqui_store::StoreError) -> ApiError {
+    if projects::is_unique_violation(&e) {
+        AppError::Conflict("a customer with this external_customer_id already exists".into()).into()
+    } else {
+        e.into()
+    }
+}
+
+async fn list_customers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let (page, per_page) = offset(&params)?;
+    let name = params
+        .get("name_contains")
+        .or_else(|| params.get("q[name_cont]"));
+    let ext = params
+        .get("external_customer_id")
+        .or_else(|| params.get("q[external_customer_id_eq]"));
+    let (rows, total) = projects::list_customers(
+        state.app.db(),
+        &project_id,
+        name,
+        ext,
+        per_page,
+        (page - 1) * per_page,
+    )
+    .await?;
+    Ok(offset_body(
+        rows.iter().map(render::customer).collect(),
+        page,
+        per_page,
+        total,
+    ))
+}
+
+async fn create_customer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    let input: CustomerInput = rooted(&body, "customer")?;
+    check_customer_input(&input, true)?;
+    let now = state.app.now();
+    let customer = Customer {
+        id: new_id(),
+        project_id,
+        name: input.name.unwrap_or_default().trim().to_owned(),
+        external_customer_id: input.external_customer_id,
+        created_at: now,
+        updated_at: now,
+    };
+    projects::insert_customer(state.app.db(), &customer)
+        .await
+        .map_err(customer_conflict)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": render::customer(&customer) })),
+    ))
+}
+
+async fn find_customer(state: &AppState, project_id: &str, id: &str) -> ApiResult<Customer> {
+    projects::find_customer(state.app.db(), project_id, id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Customer")))
+}
+
+async fn get_customer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let customer = find_customer(&state, &project_id, &id).await?;
+    Ok(Json(json!({ "data": render::customer(&customer) })))
+}
+
+async fn update_customer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: CustomerInput = rooted(&body, "customer")?;
+    check_customer_input(&input, false)?;
+    let mut customer = find_customer(&state, &project_id, &id).await?;
+    if let Some(name) = input.name {
+        customer.name = name.trim().to_owned();
+    }
+    if input.external_customer_id.is_some() {
+        customer.external_customer_id = input.external_customer_id.filter(|e| !e.is_empty());
+    }
+    customer.updated_at = state.app.now();
+    projects::update_customer(state.app.db(), &customer)
+        .await
+        .map_err(customer_conflict)?;
+    Ok(Json(json!({ "data": render::customer(&customer) })))
+}
+
+async fn delete_customer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    if projects::delete_customer(state.app.db(), &project_id, &id, state.app.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound("Customer").into())
+    }
+}
+
+// ---- phone numbers ----
+
+async fn list_numbers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let (page, per_page) = offset(&params)?;
+    let (rows, total) = numbers::list(
+        state.app.db(),
+        &project_id,
+        params.get("customer_id"),
+        per_page,
+        (page - 1) * per_page,
+    )
+    .await?;
+    Ok(offset_body(
+        rows.iter().map(render::number).collect(),
+        page,
+        per_page,
+        total,
+    ))
+}
+
+async fn create_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    let input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
+    let number = chasqui_app::numbers::create(&state.app, &project_id, input).await?;
+    register_sandbox_number(&state.app, &state.sandbox, &number)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": render::number(&number) })),
+    ))
+}
+
+async fn create_customer_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(customer_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    find_customer(&state, &project_id, &customer_id).await?;
+    let mut input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
+    input.customer_id = Some(customer_id);
+    let number = chasqui_app::numbers::create(&state.app, &project_id, input).await?;
+    register_sandbox_number(&state.app, &state.sandbox, &number)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": render::number(&number) })),
+    ))
+}
+
+async fn get_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let number = numbers::find(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Phone number")))?;
+    Ok(Json(json!({ "data": render::number(&number) })))
+}
+
+async fn update_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
+    let number = chasqui_app::numbers::update(&state.app, &project_id, &id, input).await?;
+    register_sandbox_number(&state.app, &state.sandbox, &number)?;
+    Ok(Json(json!({ "data": render::number(&number) })))
+}
+
+async fn delete_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    chasqui_app::numbers::delete(&state.app, &project_id, &id).await?;
+    unregister_sandbox_number(&state.sandbox, &id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- conversations ----
+
+pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilter> {
+    let status = params.string("status");
+    if let Some(s) = &status
+        && s != "active"
+        && s != "ended"
+    {
+        return Err(bad(format!("status must be active or ended, not {s:?}")));
+    }
+    let phone_number = params
+        .get("phone_number")
+        .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>());
+    Ok(ConversationFilter {
+        phone_number_id: params.string("phone_number_id"),
+        status,
+        phone_number: phone_number.filter(|p| !p.is_empty()),
+        last_active_since: params
+            .time("last_active_since")
+            .map_err(bad)?
+            .or(params.time("last_active_after").map_err(bad)?),
+        last_active_until: params
+            .time("last_active_until")
+            .map_err(bad)?
+            .or(params.time("last_active_before").map_err(bad)?),
+    })
+}
+
+async fn list_conversations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let filter = conversation_filter(&params)?;
+    let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
+    let cursor = params.cursor().map_err(bad)?;
+    let fields = KapsoFields::conversations(params.get("fields")).map_err(bad)?;
+    let page = conversations::list(state.app.db(), &project_id, &filter, limit, &cursor).await?;
+    let data = page
+        .items
+        .iter()
+        .map(|c| render::conversation(c, &fields))
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+async fn get_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let fields = KapsoFields::conversations(params.get("fields")).map_err(bad)?;
+    let c = conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
+    Ok(Json(json!({ "data": render::conversation(&c, &fields) })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationInput {
+    status: Option<String>,
+}
+
+async fn update_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: ConversationInput = rooted(&body, "whatsapp_conversation")?;
+    let current = conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
+    match input.status.as_deref() {
+        None => {}
+        Some(s) if s == current.status => {}
+        Some("ended") => {
+            conversations::set_status(state.app.db(), &project_id, &id, "ended", state.app.now())
+                .await?;
+        }
+        Some("active") => {
+            match conversations::set_status(
+                state.app.db(),
+                &project_id,
+                &id,
+                "active",
+                state.app.now(),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(e) if projects::is_unique_violation(&e) => {
+                    return Err(AppError::Conflict(
+                        "another conversation with this contact is active".into(),
+                    )
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(other) => {
+            return Err(AppError::invalid(format!(
+                "status must be active or ended, not {other:?}"
+            ))
+            .into());
+        }
+    }
+    let c = conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
+    let fields = KapsoFields::conversations(None).map_err(bad)?;
+    Ok(Json(json!({ "data": render::conversation(&c, &fields) })))
+}
+
+pub(crate) fn message_filter(params: &Params) -> ApiResult<MessageFilter> {
+    let direction = params.string("direction");
+    if let Some(d) = &direction
+        && d != "inbound"
+        && d != "outbound"
+    {
+        return Err(bad(format!(
+            "direction must be inbound or outbound, not {d:?}"
+        )));
+    }
+    let status = params.string("status");
+    if let Some(s) = &status
+        && s.parse::<chasqui_core::MessageStatus>().is_err()
+    {
+        return Err(bad(format!("unknown status {s:?}")));
+    }
+    Ok(MessageFilter {
+        phone_number_id: None,
+        conversation_id: params.string("conversation_id"),
+        direction,
+        status,
+        since: params.time("since").map_err(bad)?,
+        until: params.time("until").map_err(bad)?,
+    })
+}
+
+async fn conversation_messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: OriginalUri,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
+    let mut filter = message_filter(&params)?;
+    filter.conversation_id = Some(id);
+    let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
+    let cursor = params.cursor().map_err(bad)?;
+    let fields = KapsoFields::messages(params.get("fields")).map_err(bad)?;
+    let page = messages::list(state.app.db(), &project_id, &filter, limit, &cursor).await?;
+    let statuses = render::statuses_for(&state.app, &page.items).await?;
+    let data = page
+        .items
+        .iter()
+        .map(|m| render::message(&state.app, m, &statuses, &fields))
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}

@@ -1,0 +1,159 @@
+//! The Meta proxy's read extensions (`/meta/whatsapp/vN.0/{phone_number_id}/...`): stored
+//! messages, conversations and contacts in Meta's shapes with Kapso's `kapso` block.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use chasqui_store::{contacts, conversations, messages};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth;
+use crate::error::GraphError;
+use crate::extract::Params;
+use crate::platform::{conversation_filter, cursor_body, message_filter};
+use crate::render::{self, KapsoFields};
+
+type GraphResult<T> = Result<T, GraphError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/meta/whatsapp/{version}/{phone_number_id}/messages",
+            get(list_messages),
+        )
+        .route(
+            "/meta/whatsapp/{version}/{phone_number_id}/messages/{wamid}",
+            get(get_message),
+        )
+        .route(
+            "/meta/whatsapp/{version}/{phone_number_id}/conversations",
+            get(list_conversations),
+        )
+        .route(
+            "/meta/whatsapp/{version}/{phone_number_id}/contacts",
+            get(list_contacts),
+        )
+}
+
+/// Accepts any `v<N>.0` version segment.
+fn check_version(version: &str) -> GraphResult<()> {
+    let ok = version
+        .strip_prefix('v')
+        .and_then(|v| v.strip_suffix(".0"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(GraphError::param(format!(
+            "Unknown API version {version:?}; use v<N>.0"
+        )))
+    }
+}
+
+fn param_error(e: crate::error::ApiError) -> GraphError {
+    e.0.into()
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid)): Path<(String, String)>,
+    uri: OriginalUri,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let number = auth::number(&state, &headers, &pnid).await?;
+    let mut filter = message_filter(&params).map_err(param_error)?;
+    filter.phone_number_id = Some(number.phone_number_id.clone());
+    let limit = params.int("limit", 20, 1, 100).map_err(GraphError::param)?;
+    let cursor = params.cursor().map_err(GraphError::param)?;
+    let fields = KapsoFields::messages(params.get("fields")).map_err(GraphError::param)?;
+    let page = messages::list(state.app.db(), &number.project_id, &filter, limit, &cursor).await?;
+    let statuses = render::statuses_for(&state.app, &page.items).await?;
+    let data = page
+        .items
+        .iter()
+        .map(|m| render::message(&state.app, m, &statuses, &fields))
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+async fn get_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid, wamid)): Path<(String, String, String)>,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let number = auth::number(&state, &headers, &pnid).await?;
+    let fields = KapsoFields::messages(params.get("fields")).map_err(GraphError::param)?;
+    let m = messages::get(state.app.db(), &number.project_id, &pnid, &wamid)
+        .await?
+        .ok_or_else(|| GraphError::not_found(&wamid))?;
+    let statuses = render::statuses_for(&state.app, std::slice::from_ref(&m)).await?;
+    Ok(Json(render::message(&state.app, &m, &statuses, &fields)))
+}
+
+async fn list_conversations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid)): Path<(String, String)>,
+    uri: OriginalUri,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let number = auth::number(&state, &headers, &pnid).await?;
+    let mut filter = conversation_filter(&params).map_err(param_error)?;
+    filter.phone_number_id = Some(number.phone_number_id.clone());
+    let limit = params.int("limit", 20, 1, 100).map_err(GraphError::param)?;
+    let cursor = params.cursor().map_err(GraphError::param)?;
+    let fields = KapsoFields::conversations(params.get("fields")).map_err(GraphError::param)?;
+    let page =
+        conversations::list(state.app.db(), &number.project_id, &filter, limit, &cursor).await?;
+    let data = page
+        .items
+        .iter()
+        .map(|c| render::conversation(c, &fields))
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+async fn list_contacts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid)): Path<(String, String)>,
+    uri: OriginalUri,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let number = auth::number(&state, &headers, &pnid).await?;
+    let limit = params.int("limit", 20, 1, 100).map_err(GraphError::param)?;
+    let cursor = params.cursor().map_err(GraphError::param)?;
+    let page = contacts::list_for_number(
+        state.app.db(),
+        &number.project_id,
+        &pnid,
+        params.get("wa_id"),
+        limit,
+        &cursor,
+    )
+    .await?;
+    let data = page
+        .items
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "wa_id": c.wa_id,
+                "business_scoped_user_id": c.user_id,
+                "profile_name": c.profile_name,
+                "phone_number_id": pnid,
+                "created_at": chasqui_core::Timestamp(c.created_at).to_rfc3339(),
+                "updated_at": chasqui_core::Timestamp(c.updated_at).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}

@@ -1,0 +1,293 @@
+//! Conversations: one active per (phone number, contact); they end when closed or after
+//! 24 hours without messages, and carry Kapso's summary of their last message.
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::Db;
+use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
+
+/// A stored conversation with its contact.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    /// Conversation id.
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Business number.
+    pub phone_number_id: String,
+    /// Contact id.
+    pub contact_id: String,
+    /// Contact's wa_id.
+    pub wa_id: Option<String>,
+    /// Contact's BSUID.
+    pub user_id: Option<String>,
+    /// Contact's profile name.
+    pub contact_name: Option<String>,
+    /// `active` or `ended`.
+    pub status: String,
+    /// Creation (ms).
+    pub created_at: i64,
+    /// Last update (ms).
+    pub updated_at: i64,
+    /// Last message time (ms).
+    pub last_active_at: i64,
+    /// End time (ms).
+    pub ended_at: Option<i64>,
+    /// Messages stored in it.
+    pub messages_count: i64,
+    /// wamid of the latest message.
+    pub last_message_id: Option<String>,
+    /// Type of the latest message.
+    pub last_message_type: Option<String>,
+    /// Time of the latest message (ms).
+    pub last_message_at: Option<i64>,
+    /// Plain-text rendering of the latest message.
+    pub last_message_text: Option<String>,
+    /// Latest inbound message (ms).
+    pub last_inbound_at: Option<i64>,
+    /// Latest outbound message (ms).
+    pub last_outbound_at: Option<i64>,
+}
+
+const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at";
+const FROM: &str = "conversations v JOIN contacts c ON c.id = v.contact_id";
+
+fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
+    Ok(Conversation {
+        id: col(r, "id")?,
+        project_id: col(r, "project_id")?,
+        phone_number_id: col(r, "phone_number_id")?,
+        contact_id: col(r, "contact_id")?,
+        wa_id: col(r, "wa_id")?,
+        user_id: col(r, "user_id")?,
+        contact_name: col(r, "profile_name")?,
+        status: col(r, "status")?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+        last_active_at: col(r, "last_active_at")?,
+        ended_at: col(r, "ended_at")?,
+        messages_count: col(r, "messages_count")?,
+        last_message_id: col(r, "last_message_id")?,
+        last_message_type: col(r, "last_message_type")?,
+        last_message_at: col(r, "last_message_at")?,
+        last_message_text: col(r, "last_message_text")?,
+        last_inbound_at: col(r, "last_inbound_at")?,
+        last_outbound_at: col(r, "last_outbound_at")?,
+    })
+}
+
+/// Identifies the conversation a message belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Thread<'a> {
+    /// Owning project.
+    pub project_id: &'a str,
+    /// Business number.
+    pub phone_number_id: &'a str,
+    /// Contact.
+    pub contact_id: &'a str,
+}
+
+/// Returns the active conversation of `thread`, opening one (with `new_id`) when there is
+/// none or when the active one had been idle longer than `idle_millis` before `at` (it is
+/// ended first). The boolean is true when a conversation was opened.
+pub async fn current(
+    conn: &mut AnyConnection,
+    thread: Thread<'_>,
+    new_id: &str,
+    at: i64,
+    idle_millis: i64,
+    now: i64,
+) -> crate::Result<(String, bool)> {
+    let Thread {
+        project_id,
+        phone_number_id,
+        contact_id,
+    } = thread;
+    // Close an idle one first, so the new message opens a fresh conversation.
+    sqlx::query(
+        "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 \
+         WHERE phone_number_id = $3 AND contact_id = $4 AND status = 'active' AND last_active_at + $1 < $5",
+    )
+    .bind(idle_millis)
+    .bind(now)
+    .bind(phone_number_id)
+    .bind(contact_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    let opened = sqlx::query(
+        "INSERT INTO conversations (id, project_id, phone_number_id, contact_id, status, created_at, updated_at, last_active_at) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $5, $6) \
+         ON CONFLICT (phone_number_id, contact_id) WHERE status = 'active' DO NOTHING",
+    )
+    .bind(new_id)
+    .bind(project_id)
+    .bind(phone_number_id)
+    .bind(contact_id)
+    .bind(now)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    let id: String = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE phone_number_id = $1 AND contact_id = $2 AND status = 'active'",
+    )
+    .bind(phone_number_id)
+    .bind(contact_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((id, opened))
+}
+
+/// The summary a new message leaves on its conversation.
+#[derive(Debug, Clone)]
+pub struct Activity<'a> {
+    /// wamid.
+    pub wamid: &'a str,
+    /// Meta type.
+    pub message_type: &'a str,
+    /// Plain-text rendering.
+    pub text: &'a str,
+    /// Message time (ms).
+    pub at: i64,
+    /// True for inbound.
+    pub inbound: bool,
+}
+
+/// Counts a new message and, when it is the latest, updates the summary.
+pub async fn record_activity(
+    conn: &mut AnyConnection,
+    id: &str,
+    a: &Activity<'_>,
+    now: i64,
+) -> crate::Result<()> {
+    let inbound = i64::from(a.inbound);
+    sqlx::query(
+        "UPDATE conversations SET messages_count = messages_count + 1, updated_at = $1, \
+           last_active_at = CASE WHEN $2 > last_active_at THEN $2 ELSE last_active_at END, \
+           last_message_id = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $3 ELSE last_message_id END, \
+           last_message_type = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $4 ELSE last_message_type END, \
+           last_message_text = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $5 ELSE last_message_text END, \
+           last_message_at = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $2 ELSE last_message_at END, \
+           last_inbound_at = CASE WHEN $6 = 1 AND (last_inbound_at IS NULL OR $2 > last_inbound_at) THEN $2 ELSE last_inbound_at END, \
+           last_outbound_at = CASE WHEN $6 = 0 AND (last_outbound_at IS NULL OR $2 > last_outbound_at) THEN $2 ELSE last_outbound_at END \
+         WHERE id = $7",
+    )
+    .bind(now)
+    .bind(a.at)
+    .bind(a.wamid)
+    .bind(a.message_type)
+    .bind(a.text)
+    .bind(inbound)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every active conversation idle since before `cutoff`; returns how many.
+pub async fn end_idle(db: &Db, idle_millis: i64, now: i64) -> crate::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 \
+         WHERE status = 'active' AND last_active_at + $1 < $2",
+    )
+    .bind(idle_millis)
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Sets a conversation's status (`active` or `ended`). Re-activating fails with a unique
+/// violation when another conversation with that contact is active.
+pub async fn set_status(
+    db: &Db,
+    project_id: &str,
+    id: &str,
+    status: &str,
+    now: i64,
+) -> crate::Result<bool> {
+    let ended_at = (status == "ended").then_some(now);
+    let done = sqlx::query(
+        "UPDATE conversations SET status = $1, ended_at = $2, updated_at = $3 WHERE id = $4 AND project_id = $5",
+    )
+    .bind(status)
+    .bind(ended_at)
+    .bind(now)
+    .bind(id)
+    .bind(project_id)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A conversation of the project.
+pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Conversation>> {
+    let sql = format!("SELECT {COLS} FROM {FROM} WHERE v.id = $1 AND v.project_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(project_id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(conversation).transpose()
+}
+
+/// Filters for listing conversations.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Only this business number.
+    pub phone_number_id: Option<String>,
+    /// `active` or `ended`.
+    pub status: Option<String>,
+    /// Digits contained in the contact's wa_id.
+    pub phone_number: Option<String>,
+    /// last_active_at >= (ms).
+    pub last_active_since: Option<i64>,
+    /// last_active_at <= (ms).
+    pub last_active_until: Option<i64>,
+}
+
+/// Lists a project's conversations, latest activity first.
+pub async fn list(
+    db: &Db,
+    project_id: &str,
+    filter: &ConversationFilter,
+    limit: i64,
+    cursor: &Cursor,
+) -> crate::Result<Page<Conversation>> {
+    let mut f = Filter::default();
+    f.push(Arg::Text(project_id.to_owned()), |p| {
+        format!("v.project_id = {p}")
+    });
+    if let Some(v) = &filter.phone_number_id {
+        f.push(Arg::Text(v.clone()), |p| format!("v.phone_number_id = {p}"));
+    }
+    if let Some(v) = &filter.status {
+        f.push(Arg::Text(v.clone()), |p| format!("v.status = {p}"));
+    }
+    if let Some(v) = &filter.phone_number {
+        f.push(Arg::Text(format!("%{v}%")), |p| format!("c.wa_id LIKE {p}"));
+    }
+    if let Some(v) = filter.last_active_since {
+        f.push(Arg::Int(v), |p| format!("v.last_active_at >= {p}"));
+    }
+    if let Some(v) = filter.last_active_until {
+        f.push(Arg::Int(v), |p| format!("v.last_active_at <= {p}"));
+    }
+    let order = keyset(&mut f, cursor, "v.last_active_at", "v.id");
+    let l = f.bind(Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLS} FROM {FROM}{} ORDER BY v.last_active_at {order}, v.id {order} LIMIT {l}",
+        f.where_sql()
+    );
+    let rows = f.query(sql).fetch_all(db.reader()).await?;
+    let items = rows
+        .iter()
+        .map(conversation)
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(page(items, limit as usize, cursor, |c| {
+        (c.last_active_at, c.id.clone())
+    }))
+}

@@ -1,0 +1,24 @@
+//! Chasqui's storage: one connection layer over SQLite or PostgreSQL, the schema and its
+//! migrations, one repository module per aggregate, and the job queue. SQL lives only here,
+//! written once with `$N` placeholders for both databases (see `docs/architecture.md`).
+
+pub mod accounts;
+pub mod contacts;
+pub mod conversations;
+mod db;
+pub mod events;
+pub mod jobs;
+pub mod media;
+pub mod messages;
+pub mod numbers;
+pub mod projects;
+mod query;
+pub mod testing;
+
+pub use db::{Backend, Db, StoreError};
+pub use query::{Cursor, Page, decode_cursor, encode_cursor};
+pub use sqlx::AnyConnection as Conn;
+pub use sqlx::Connection;
+
+/// Result alias for storage calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

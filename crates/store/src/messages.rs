@@ -1,0 +1,316 @@
+//! Messages and their status history. Statuses only move forward, enforced by the UPDATE
+//! itself (invariant 8); every raw status is appended once to the history.
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::Db;
+use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Row id.
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Business number.
+    pub phone_number_id: String,
+    /// Conversation.
+    pub conversation_id: Option<String>,
+    /// Contact.
+    pub contact_id: Option<String>,
+    /// Meta's id.
+    pub wamid: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Meta type.
+    pub message_type: String,
+    /// Current status.
+    pub status: String,
+    /// Rank of that status.
+    pub status_rank: i64,
+    /// The Meta message object as JSON.
+    pub body: String,
+    /// Plain-text rendering.
+    pub content: String,
+    /// Whether it carries media.
+    pub has_media: bool,
+    /// Our media row, when it carries media.
+    pub media_id: Option<String>,
+    /// Message time (ms).
+    pub sent_at: i64,
+    /// Storage time (ms).
+    pub created_at: i64,
+}
+
+/// Stores a message unless its wamid is already stored for that number; true if inserted.
+pub async fn insert(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+         ON CONFLICT (phone_number_id, wamid) DO NOTHING",
+    )
+    .bind(&m.id)
+    .bind(&m.project_id)
+    .bind(&m.phone_number_id)
+    .bind(&m.conversation_id)
+    .bind(&m.contact_id)
+    .bind(&m.wamid)
+    .bind(&m.direction)
+    .bind(&m.message_type)
+    .bind(&m.status)
+    .bind(m.status_rank)
+    .bind(&m.body)
+    .bind(&m.content)
+    .bind(i64::from(m.has_media))
+    .bind(&m.media_id)
+    .bind(m.sent_at)
+    .bind(m.created_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether a message with this wamid is stored for the number.
+pub async fn exists(
+    conn: &mut AnyConnection,
+    phone_number_id: &str,
+    wamid: &str,
+) -> crate::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE phone_number_id = $1 AND wamid = $2",
+    )
+    .bind(phone_number_id)
+    .bind(wamid)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// One raw status as received.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusRecord<'a> {
+    /// Row id.
+    pub id: &'a str,
+    /// Business number.
+    pub phone_number_id: &'a str,
+    /// wamid.
+    pub wamid: &'a str,
+    /// Status name as Meta sent it.
+    pub status: &'a str,
+    /// Status time (ms).
+    pub status_at: i64,
+    /// The raw status object.
+    pub raw: &'a str,
+}
+
+/// Appends a raw status to the history; false when this (wamid, status) was already seen.
+pub async fn append_status(
+    conn: &mut AnyConnection,
+    s: StatusRecord<'_>,
+    now: i64,
+) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO message_statuses (id, phone_number_id, wamid, status, status_at, raw, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_number_id, wamid, status) DO NOTHING",
+    )
+    .bind(s.id)
+    .bind(s.phone_number_id)
+    .bind(s.wamid)
+    .bind(s.status)
+    .bind(s.status_at)
+    .bind(s.raw)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a message's status forward; a lower or equal rank changes nothing.
+pub async fn advance_status(
+    conn: &mut AnyConnection,
+    phone_number_id: &str,
+    wamid: &str,
+    status: &str,
+    rank: i64,
+    now: i64,
+) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE messages SET status = $1, status_rank = $2, updated_at = $3 \
+         WHERE phone_number_id = $4 AND wamid = $5 AND status_rank < $2",
+    )
+    .bind(status)
+    .bind(rank)
+    .bind(now)
+    .bind(phone_number_id)
+    .bind(wamid)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A stored message with its contact's name and wa_id.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Row id.
+    pub id: String,
+    /// Business number.
+    pub phone_number_id: String,
+    /// Conversation.
+    pub conversation_id: Option<String>,
+    /// wamid.
+    pub wamid: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Meta type.
+    pub message_type: String,
+    /// Current status.
+    pub status: String,
+    /// Meta message JSON.
+    pub body: String,
+    /// Plain-text rendering.
+    pub content: String,
+    /// Whether it carries media.
+    pub has_media: bool,
+    /// Our media row.
+    pub media_id: Option<String>,
+    /// Message time (ms).
+    pub sent_at: i64,
+    /// Contact's wa_id.
+    pub wa_id: Option<String>,
+    /// Contact's name.
+    pub contact_name: Option<String>,
+}
+
+const COLS: &str = "m.id, m.phone_number_id, m.conversation_id, m.wamid, m.direction, m.message_type, m.status, m.body, m.content, m.has_media, m.media_id, m.sent_at, c.wa_id, c.profile_name";
+const FROM: &str = "messages m LEFT JOIN contacts c ON c.id = m.contact_id";
+
+fn message(r: &AnyRow) -> crate::Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: col(r, "id")?,
+        phone_number_id: col(r, "phone_number_id")?,
+        conversation_id: col(r, "conversation_id")?,
+        wamid: col(r, "wamid")?,
+        direction: col(r, "direction")?,
+        message_type: col(r, "message_type")?,
+        status: col(r, "status")?,
+        body: col(r, "body")?,
+        content: col(r, "content")?,
+        has_media: col::<i64>(r, "has_media")? != 0,
+        media_id: col(r, "media_id")?,
+        sent_at: col(r, "sent_at")?,
+        wa_id: col(r, "wa_id")?,
+        contact_name: col(r, "profile_name")?,
+    })
+}
+
+/// One message of the project by (number, wamid).
+pub async fn get(
+    db: &Db,
+    project_id: &str,
+    phone_number_id: &str,
+    wamid: &str,
+) -> crate::Result<Option<StoredMessage>> {
+    let sql = format!(
+        "SELECT {COLS} FROM {FROM} WHERE m.project_id = $1 AND m.phone_number_id = $2 AND m.wamid = $3"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(phone_number_id)
+        .bind(wamid)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(message).transpose()
+}
+
+/// Filters for listing messages.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Only this number.
+    pub phone_number_id: Option<String>,
+    /// Only this conversation.
+    pub conversation_id: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+    /// Current status.
+    pub status: Option<String>,
+    /// sent_at >= (ms).
+    pub since: Option<i64>,
+    /// sent_at <= (ms).
+    pub until: Option<i64>,
+}
+
+/// Lists a project's messages, newest first.
+pub async fn list(
+    db: &Db,
+    project_id: &str,
+    filter: &MessageFilter,
+    limit: i64,
+    cursor: &Cursor,
+) -> crate::Result<Page<StoredMessage>> {
+    let mut f = Filter::default();
+    f.push(Arg::Text(project_id.to_owned()), |p| {
+        format!("m.project_id = {p}")
+    });
+    if let Some(v) = &filter.phone_number_id {
+        f.push(Arg::Text(v.clone()), |p| format!("m.phone_number_id = {p}"));
+    }
+    if let Some(v) = &filter.conversation_id {
+        f.push(Arg::Text(v.clone()), |p| format!("m.conversation_id = {p}"));
+    }
+    if let Some(v) = &filter.direction {
+        f.push(Arg::Text(v.clone()), |p| format!("m.direction = {p}"));
+    }
+    if let Some(v) = &filter.status {
+        f.push(Arg::Text(v.clone()), |p| format!("m.status = {p}"));
+    }
+    if let Some(v) = filter.since {
+        f.push(Arg::Int(v), |p| format!("m.sent_at >= {p}"));
+    }
+    if let Some(v) = filter.until {
+        f.push(Arg::Int(v), |p| format!("m.sent_at <= {p}"));
+    }
+    let order = keyset(&mut f, cursor, "m.sent_at", "m.id");
+    let l = f.bind(Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLS} FROM {FROM}{} ORDER BY m.sent_at {order}, m.id {order} LIMIT {l}",
+        f.where_sql()
+    );
+    let rows = f.query(sql).fetch_all(db.reader()).await?;
+    let items = rows
+        .iter()
+        .map(message)
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(page(items, limit as usize, cursor, |m| {
+        (m.sent_at, m.id.clone())
+    }))
+}
+
+/// The raw status history of some messages of a number, in the order the statuses happened.
+pub async fn statuses(
+    db: &Db,
+    phone_number_id: &str,
+    wamids: &[String],
+) -> crate::Result<Vec<(String, String)>> {
+    if wamids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut f = Filter::default();
+    f.push(Arg::Text(phone_number_id.to_owned()), |p| {
+        format!("phone_number_id = {p}")
+    });
+    let placeholders: Vec<String> = wamids
+        .iter()
+        .map(|w| f.bind(Arg::Text(w.clone())))
+        .collect();
+    f.raw(format!("wamid IN ({})", placeholders.join(", ")));
+    let sql = format!(
+        "SELECT wamid, raw FROM message_statuses{} ORDER BY status_at, received_at, id",
+        f.where_sql()
+    );
+    let rows = f.query(sql).fetch_all(db.reader()).await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "wamid")?, col(r, "raw")?)))
+        .collect()
+}
