@@ -1,0 +1,269 @@
+//! Shared harness of the end-to-end tests: a real node on a loopback port over a fresh SQLite
+//! file or a fresh PostgreSQL database, a project with a sandbox number and a cloud number
+//! whose app secret the test knows.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use chasqui::config::ConfigArgs;
+use chasqui::node::{self, Running};
+use serde_json::{Value, json};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body on SQLite and on PostgreSQL (the latter is skipped with a notice
+/// when no server is configured, and fails when CHASQUI_REQUIRE_POSTGRES=1).
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if common::postgres_available() {
+                    super::$name(common::Backend::Postgres).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn postgres_available() -> bool {
+    if chasqui_store::testing::postgres_admin_url().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+        "CHASQUI_TEST_POSTGRES_URL is required"
+    );
+    eprintln!("skipping: CHASQUI_TEST_POSTGRES_URL is not set");
+    false
+}
+
+/// A fresh database URL (and the temp dir that holds data files).
+pub async fn database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite:{}", dir.join("chasqui.db").display()),
+        Backend::Postgres => {
+            let admin = chasqui_store::testing::postgres_admin_url().expect("postgres url");
+            chasqui_store::testing::create_postgres_database(&admin, "chasqui_test")
+                .await
+                .expect("create database")
+        }
+    }
+}
+
+pub const APP_SECRET: &str = "e2e-app-secret-0123456789";
+pub const CLOUD_PNID: &str = "106540352242922";
+pub const CLOUD_WABA: &str = "102290129340398";
+pub const CLOUD_TOKEN: &str = "EAAG-e2e-token";
+
+pub struct Harness {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub key: String,
+    pub project_id: String,
+    pub sandbox_pnid: String,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+}
+
+impl Harness {
+    pub async fn start(backend: Backend) -> Self {
+        chasqui::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = database(backend, dir.path()).await;
+        let mut harness = Self::start_on(dir, database_url).await;
+        harness.setup_cloud_number().await;
+        harness
+    }
+
+    pub async fn start_on(dir: tempfile::TempDir, database_url: String) -> Self {
+        let args = ConfigArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(database_url.clone()),
+            config: Some(write_empty_config(dir.path())),
+            ..Default::default()
+        };
+        let running = node::start(args.resolve().expect("config"))
+            .await
+            .expect("start");
+        let first = running
+            .first_run
+            .clone()
+            .expect("first run creates a project");
+        let base = format!("http://{}", running.addr);
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            key: first.api_key,
+            project_id: first.project_id,
+            sandbox_pnid: first.phone_number_id,
+            running: Some(running),
+            dir,
+            database_url,
+        }
+    }
+
+    async fn setup_cloud_number(&mut self) {
+        let (status, body) = self
+            .post(
+                "/platform/v1/whatsapp/phone_numbers",
+                json!({ "whatsapp_phone_number": {
+                    "kind": "cloud", "name": "Cloud line", "phone_number_id": CLOUD_PNID,
+                    "business_account_id": CLOUD_WABA, "display_phone_number": "15550783881",
+                    "access_token": CLOUD_TOKEN, "app_secret": APP_SECRET, "webhook_verify_token": "verify-me",
+                }}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    pub fn app(&self) -> &chasqui_app::App {
+        &self.running.as_ref().expect("running").app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_with_key(path, &self.key).await
+    }
+
+    pub async fn get_with_key(&self, path: &str, key: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .header("x-api-key", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// A simulated customer message through the embedded sandbox; returns the wamid.
+    pub async fn customer_says(&self, from: &str, name: &str, message: Value) -> String {
+        let path = format!("/sandbox/v1/phone_numbers/{}/inbound", self.sandbox_pnid);
+        let (status, body) = self
+            .post(
+                &path,
+                json!({ "from": from, "profile_name": name, "message": message }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["wamid"].as_str().expect("wamid").to_owned()
+    }
+
+    /// Posts raw bytes to /webhooks/meta, signed with `secret` (or the given header).
+    pub async fn post_webhook(&self, body: &[u8], signature: Option<String>) -> u16 {
+        let signature =
+            signature.unwrap_or_else(|| chasqui_meta::sign(APP_SECRET.as_bytes(), body));
+        self.http
+            .post(self.url("/webhooks/meta"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("webhook")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until nothing is pending processing.
+    pub async fn settle(&self) {
+        wait_until("inbound events processed", || async {
+            chasqui_store::events::pending_count(self.app().db())
+                .await
+                .expect("count")
+                == 0
+        })
+        .await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+            running.wait().await.expect("clean stop");
+        }
+    }
+}
+
+fn write_empty_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("chasqui.toml");
+    std::fs::write(&path, "# test config\n").expect("config");
+    path
+}
+
+/// Polls `check` for up to 15 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A Meta envelope for the cloud number with the given change values.
+pub fn envelope(changes: Vec<Value>) -> Vec<u8> {
+    let changes: Vec<Value> = changes
+        .into_iter()
+        .map(|v| json!({ "value": v, "field": "messages" }))
+        .collect();
+    let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": CLOUD_WABA, "changes": changes }] });
+    chasqui_meta::json::to_meta_bytes(&body)
+}
+
+/// A text message change value for the cloud number.
+pub fn text_change(wamid: &str, from: &str, timestamp: i64, text: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": "15550783881", "phone_number_id": CLOUD_PNID },
+        "contacts": [{ "profile": { "name": "José" }, "wa_id": from }],
+        "messages": [{ "from": from, "id": wamid, "timestamp": timestamp.to_string(), "type": "text", "text": { "body": text } }],
+    })
+}
+
+/// Current epoch seconds.
+pub fn now_secs() -> i64 {
+    use chasqui_core::Clock;
+    chasqui_core::SystemClock.now().secs()
+}

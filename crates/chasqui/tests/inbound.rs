@@ -1,0 +1,489 @@
+//! End-to-end: simulated customers through the sandbox, raw signed deliveries, and both
+//! read APIs, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{APP_SECRET, Backend, CLOUD_PNID, Harness, envelope, text_change, wait_until};
+use serde_json::{Value, json};
+
+async fn messages_of(h: &Harness, pnid: &str, query: &str) -> Vec<Value> {
+    let (status, body) = h
+        .get(&format!("/meta/whatsapp/v24.0/{pnid}/messages{query}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn customer_messages_appear_in_both_apis(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let text = h
+        .customer_says(
+            "15551234567",
+            "Ana",
+            json!({"type": "text", "text": {"body": "Hola, ¿abren hoy?"}}),
+        )
+        .await;
+    let image = h
+        .customer_says(
+            "15551234567",
+            "Ana",
+            json!({"type": "image", "image": {"caption": "this pot?"}}),
+        )
+        .await;
+    let button = h
+        .customer_says(
+            "15551234567",
+            "Ana",
+            json!({"type": "interactive", "context": {"from": "15550000000", "id": "wamid.PREV"},
+                   "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes please"}}}),
+        )
+        .await;
+    let location = h
+        .customer_says(
+            "15551234567",
+            "Ana",
+            json!({"type": "location", "location": {"latitude": -12.0464, "longitude": -77.0428, "name": "Plaza Mayor"}}),
+        )
+        .await;
+    h.settle().await;
+
+    let pnid = h.sandbox_pnid.clone();
+    let listed = messages_of(&h, &pnid, "").await;
+    assert_eq!(listed.len(), 4);
+    let by_id = |id: &str| {
+        listed
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .expect("message listed")
+    };
+    let t = by_id(&text);
+    assert_eq!(t["type"], "text");
+    assert_eq!(t["from"], "15551234567");
+    assert_eq!(t["kapso"]["direction"], "inbound");
+    assert_eq!(t["kapso"]["status"], "received");
+    assert_eq!(t["kapso"]["content"], "Hola, ¿abren hoy?");
+    assert_eq!(t["kapso"]["contact_name"], "Ana");
+    assert_eq!(t["kapso"]["has_media"], false);
+    assert_eq!(t["kapso"]["phone_number"], "+15551234567");
+    let conversation_id = t["kapso"]["whatsapp_conversation_id"]
+        .as_str()
+        .expect("conversation")
+        .to_owned();
+    let i = by_id(&image);
+    assert_eq!(i["kapso"]["has_media"], true);
+    assert_eq!(i["kapso"]["content"], "[image] this pot?");
+    let b = by_id(&button);
+    assert_eq!(b["kapso"]["content"], "Yes please");
+    assert_eq!(b["context"]["id"], "wamid.PREV");
+    let l = by_id(&location);
+    assert!(
+        l["kapso"]["content"]
+            .as_str()
+            .expect("content")
+            .contains("Plaza Mayor"),
+        "{l}"
+    );
+    assert_eq!(l["location"]["latitude"], -12.0464);
+
+    // The inbound media was downloaded through the sandbox's Graph API and is served signed.
+    wait_until("media download", || async {
+        let m = messages_of(&h, &pnid, "").await;
+        let url = m
+            .iter()
+            .find(|x| x["id"] == image.as_str())
+            .and_then(|x| x["kapso"]["media_url"].as_str().map(str::to_owned));
+        match url {
+            Some(url) => {
+                let r = h.http.get(url).send().await.expect("media");
+                r.status() == 200 && r.bytes().await.expect("bytes").starts_with(b"\x89PNG")
+            }
+            None => false,
+        }
+    })
+    .await;
+    let url = i["kapso"]["media_url"]
+        .as_str()
+        .expect("url")
+        .replace("sig=", "sig=0");
+    assert_eq!(
+        h.http.get(url).send().await.expect("tampered").status(),
+        403
+    );
+
+    // One message by wamid; kapso() gives Meta's pure shape.
+    let (status, one) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages/{text}?fields=kapso()"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(one.get("kapso").is_none());
+    assert_eq!(one["text"]["body"], "Hola, ¿abren hoy?");
+    let (_, some) = h
+        .get(&format!(
+            "/meta/whatsapp/v23.0/{pnid}/messages/{text}?fields=kapso(content,status)"
+        ))
+        .await;
+    assert_eq!(some["kapso"].as_object().expect("kapso").len(), 2);
+    let (status, _) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages/{text}?fields=kapso(nope)"
+        ))
+        .await;
+    assert_eq!(status, 400);
+
+    // Platform: the conversation and its messages.
+    let (status, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    assert_eq!(status, 200);
+    let convs = convs["data"].as_array().expect("data");
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0]["id"], conversation_id.as_str());
+    assert_eq!(convs[0]["status"], "active");
+    assert_eq!(convs[0]["kapso"]["messages_count"], 4);
+    assert_eq!(convs[0]["kapso"]["contact_name"], "Ana");
+    assert_eq!(convs[0]["kapso"]["last_message_type"], "location");
+    let (status, msgs) = h
+        .get(&format!(
+            "/platform/v1/whatsapp/conversations/{conversation_id}/messages?limit=3"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(msgs["data"].as_array().expect("data").len(), 3);
+    let next = msgs["paging"]["next"]
+        .as_str()
+        .expect("next page")
+        .to_owned();
+    assert!(next.starts_with("http://127.0.0.1:"), "{next}");
+    let rest: Value = h
+        .http
+        .get(&next)
+        .header("x-api-key", &h.key)
+        .send()
+        .await
+        .expect("next")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["data"].as_array().expect("data").len(), 1);
+    assert!(rest["paging"]["next"].is_null());
+
+    // Proxy conversations and contacts.
+    let (_, pc) = h
+        .get(&format!("/meta/whatsapp/v24.0/{pnid}/conversations"))
+        .await;
+    assert_eq!(pc["data"][0]["id"], conversation_id.as_str());
+    let (_, contacts) = h
+        .get(&format!("/meta/whatsapp/v24.0/{pnid}/contacts"))
+        .await;
+    assert_eq!(contacts["data"][0]["wa_id"], "15551234567");
+    assert_eq!(contacts["data"][0]["profile_name"], "Ana");
+
+    // Ending the conversation; the next message opens a new one.
+    let (status, ended) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/whatsapp/conversations/{conversation_id}"),
+            json!({"whatsapp_conversation": {"status": "ended"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["data"]["status"], "ended");
+    h.customer_says(
+        "15551234567",
+        "Ana",
+        json!({"type": "text", "text": {"body": "me again"}}),
+    )
+    .await;
+    h.settle().await;
+    let (_, convs) = h
+        .get("/platform/v1/whatsapp/conversations?status=active")
+        .await;
+    assert_eq!(convs["data"].as_array().expect("data").len(), 1);
+    assert_ne!(convs["data"][0]["id"], conversation_id.as_str());
+    h.stop().await;
+}
+both_backends!(customer_messages_appear_in_both_apis);
+
+async fn duplicates_and_out_of_order_statuses(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            &format!("/sandbox/v1/phone_numbers/{pnid}/faults"),
+            json!({"duplicate_deliveries": 3}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let wamid = h
+        .customer_says(
+            "15557654321",
+            "Bo",
+            json!({"type": "text", "text": {"body": "once"}}),
+        )
+        .await;
+    // Statuses of an outbound message, delivered out of order (and the first two duplicated).
+    let (status, body) = h
+        .post(
+            &format!("/sandbox/v1/phone_numbers/{pnid}/statuses"),
+            json!({"wamid": "wamid.OUTBOUND1", "recipient_id": "15557654321", "statuses": ["read", "sent", "delivered", "sent"]}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    h.settle().await;
+    let total = chasqui_store::events::total_count(h.app().db())
+        .await
+        .expect("count");
+    assert_eq!(total, 8, "5 deliveries, the first 3 of them twice");
+    let listed = messages_of(&h, &pnid, "").await;
+    assert_eq!(
+        listed.iter().filter(|m| m["id"] == wamid.as_str()).count(),
+        1
+    );
+    let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    assert_eq!(convs["data"][0]["kapso"]["messages_count"], 1);
+    let (status, out) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages/wamid.OUTBOUND1"
+        ))
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["kapso"]["status"], "read");
+    assert_eq!(out["kapso"]["direction"], "outbound");
+    let history: Vec<&str> = out["kapso"]["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| s["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(history.len(), 3, "{history:?}");
+    for s in ["sent", "delivered", "read"] {
+        assert!(history.contains(&s), "{history:?}");
+    }
+    let (_, filtered) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages?direction=outbound&status=read"
+        ))
+        .await;
+    assert_eq!(filtered["data"].as_array().expect("data").len(), 1);
+    h.stop().await;
+}
+both_backends!(duplicates_and_out_of_order_statuses);
+
+async fn bad_input_stores_nothing(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let db = h.app().db().clone();
+    let body = envelope(vec![text_change(
+        "wamid.A1",
+        "16505551234",
+        1_780_000_000,
+        "hi",
+    )]);
+    // Wrong secret, missing header, re-serialised body: 401 and nothing stored.
+    assert_eq!(
+        h.post_webhook(&body, Some(chasqui_meta::sign(b"wrong", &body)))
+            .await,
+        401
+    );
+    let r = h
+        .http
+        .post(h.url("/webhooks/meta"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    let value: Value = serde_json::from_slice(&body).expect("json");
+    let reserialised = serde_json::to_vec(&value).expect("bytes");
+    assert_ne!(reserialised, body);
+    assert_eq!(
+        h.post_webhook(
+            &reserialised,
+            Some(chasqui_meta::sign(APP_SECRET.as_bytes(), &body))
+        )
+        .await,
+        401
+    );
+    // Unknown number.
+    let other = String::from_utf8(body.clone())
+        .expect("utf8")
+        .replace(CLOUD_PNID, "999999999999999");
+    assert_eq!(h.post_webhook(other.as_bytes(), None).await, 401);
+    // Malformed JSON, even correctly signed: 400.
+    assert_eq!(
+        h.post_webhook(
+            b"{\"object\": \"whatsapp_business_account\", \"entry\": [",
+            None
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        h.post_webhook(b"{\"object\": \"page\", \"entry\": []}", None)
+            .await,
+        400
+    );
+    assert_eq!(
+        chasqui_store::events::total_count(&db)
+            .await
+            .expect("count"),
+        0
+    );
+    // The genuine delivery is accepted.
+    assert_eq!(h.post_webhook(&body, None).await, 200);
+    h.settle().await;
+    assert_eq!(messages_of(&h, CLOUD_PNID, "").await.len(), 1);
+    // Bearer auth with the number's own Meta token works on the proxy; a wrong one is 401.
+    let r = h
+        .http
+        .get(h.url(&format!("/meta/whatsapp/v24.0/{CLOUD_PNID}/messages")))
+        .bearer_auth(common::CLOUD_TOKEN)
+        .send()
+        .await
+        .expect("bearer");
+    assert_eq!(r.status(), 200);
+    let r = h
+        .http
+        .get(h.url(&format!("/meta/whatsapp/v24.0/{CLOUD_PNID}/messages")))
+        .bearer_auth("EAAG-wrong")
+        .send()
+        .await
+        .expect("bearer");
+    assert_eq!(r.status(), 401);
+    let err: Value = r.json().await.expect("json");
+    assert_eq!(err["error"]["code"], 190);
+    h.stop().await;
+}
+both_backends!(bad_input_stores_nothing);
+
+async fn one_bad_change_keeps_its_neighbours(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let t0 = common::now_secs() - 26 * 3600;
+    let body = envelope(vec![
+        text_change("wamid.N1", "16505551234", t0, "first"),
+        json!({"metadata": 3}),
+        json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": CLOUD_PNID},
+            "messages": [{"from": "16505551234", "type": "text", "text": {"body": "no id"}}],
+        }),
+        text_change("wamid.N2", "16505551234", t0 + 1, "second"),
+    ]);
+    assert_eq!(h.post_webhook(&body, None).await, 200);
+    // The same delivery again (Meta retries): nothing changes.
+    assert_eq!(h.post_webhook(&body, None).await, 200);
+    h.settle().await;
+    let listed = messages_of(&h, CLOUD_PNID, "").await;
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, vec!["wamid.N2", "wamid.N1"]);
+    assert_eq!(listed[0]["kapso"]["contact_name"], "José");
+    // A message 25 hours later opens a new conversation; the old one ended.
+    let later = envelope(vec![text_change(
+        "wamid.N3",
+        "16505551234",
+        t0 + 25 * 3600,
+        "back",
+    )]);
+    assert_eq!(h.post_webhook(&later, None).await, 200);
+    h.settle().await;
+    let (_, all) = h
+        .get(&format!(
+            "/platform/v1/whatsapp/conversations?phone_number_id={CLOUD_PNID}"
+        ))
+        .await;
+    let all = all["data"].as_array().expect("data");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["status"], "active");
+    assert_eq!(all[1]["status"], "ended");
+    assert_eq!(all[1]["kapso"]["messages_count"], 2);
+    h.stop().await;
+}
+both_backends!(one_bad_change_keeps_its_neighbours);
+
+async fn every_fixture_is_applied(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../meta/fixtures/webhooks");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    names.sort();
+    for path in &names {
+        let body = std::fs::read(path).expect("read");
+        assert_eq!(h.post_webhook(&body, None).await, 200, "{}", path.display());
+    }
+    h.settle().await;
+    let db = h.app().db();
+    let listed = messages_of(&h, CLOUD_PNID, "?limit=100").await;
+    let types: std::collections::BTreeSet<&str> = listed
+        .iter()
+        .map(|m| m["type"].as_str().expect("type"))
+        .collect();
+    for t in [
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "reaction",
+        "order",
+        "system",
+        "unsupported",
+    ] {
+        assert!(types.contains(t), "missing {t}: {types:?}");
+    }
+    for m in &listed {
+        assert!(
+            !m["kapso"]["content"].as_str().expect("content").is_empty()
+                || m["kapso"]["direction"] == "outbound",
+            "{m}"
+        );
+    }
+    let referral = listed
+        .iter()
+        .find(|m| m.get("referral").is_some())
+        .expect("ctwa referral kept");
+    assert_eq!(referral["referral"]["source_type"], "ad");
+    let flow = listed
+        .iter()
+        .find(|m| m["interactive"]["type"] == "nfm_reply")
+        .expect("flow reply");
+    assert_eq!(flow["kapso"]["flow_token"], "tok-123");
+    // Statuses: the failed one keeps its error in the history.
+    let failed = listed
+        .iter()
+        .find(|m| m["kapso"]["status"] == "failed")
+        .expect("failed status");
+    assert_eq!(failed["kapso"]["statuses"][0]["errors"][0]["code"], 131026);
+    // Template status and account events are recorded for the WABA's project.
+    let template = chasqui_store::accounts::template_status(db, &h.project_id, "1689556908129832")
+        .await
+        .expect("template");
+    let (name, status, _) = template.expect("template recorded");
+    assert_eq!(name.as_deref(), Some("order_confirmation"));
+    assert!(status == "APPROVED" || status == "REJECTED");
+    let events = chasqui_store::accounts::recent_events(db, &h.project_id, 50)
+        .await
+        .expect("events");
+    for field in [
+        "account_update",
+        "messages.errors",
+        "message_template_status_update",
+    ] {
+        assert!(
+            events.iter().any(|(f, _, _)| f == field),
+            "{field} not recorded: {events:?}"
+        );
+    }
+    h.stop().await;
+}
+both_backends!(every_fixture_is_applied);
