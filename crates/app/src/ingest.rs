@@ -3,7 +3,7 @@
 //! acknowledge. Processing happens apart, in [`crate::processing`].
 
 use chasqui_core::ids::new_id;
-use chasqui_meta::webhook::Envelope;
+use chasqui_meta::webhook::Routing;
 use chasqui_store::events::{self, NewEvent};
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,14 +40,21 @@ impl IngestQueue {
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let events: Vec<NewEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
-                let result = events::insert_batch(app.db(), &events)
+                let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).unzip();
+                let started = std::time::Instant::now();
+                let count = events.len();
+                let result = events::insert_batch(app.db(), events)
                     .await
                     .map_err(|e| e.to_string());
+                tracing::trace!(
+                    count,
+                    micros = started.elapsed().as_micros() as u64,
+                    "ingest batch"
+                );
                 if let Err(e) = &result {
-                    tracing::error!(error = %e, count = events.len(), "storing inbound webhooks failed");
+                    tracing::error!(error = %e, count, "storing inbound webhooks failed");
                 }
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(result.clone());
                 }
                 app.wake();
@@ -75,7 +82,7 @@ pub async fn accept(
     signature: Option<&str>,
     body: &[u8],
 ) -> Result<String, IngestError> {
-    let envelope = Envelope::parse(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let envelope = Routing::parse(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     if envelope.object != "whatsapp_business_account" {
         return Err(IngestError::Malformed(format!(
             "unsupported object {:?}",

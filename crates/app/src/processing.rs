@@ -1,4 +1,4 @@
-//! Applying stored deliveries: each change on its own (inside a savepoint), so a malformed
+//! Applying stored deliveries: each change on its own (validated before its first write), so a malformed
 //! change is recorded as an error while its neighbours are applied. Messages dedupe by wamid,
 //! statuses by (wamid, status), and statuses only move forward.
 
@@ -10,7 +10,6 @@ use chasqui_meta::content;
 use chasqui_meta::webhook::{
     Change, Envelope, MessageHead, MessagesValue, StatusHead, TemplateStatusUpdate,
 };
-use chasqui_store::Connection;
 use chasqui_store::contacts::{self, Identity};
 use chasqui_store::conversations::{self, Activity};
 use chasqui_store::messages::{self, NewMessage};
@@ -19,8 +18,9 @@ use serde_json::Value;
 
 use crate::App;
 
-/// Deliveries applied per transaction.
-pub const BATCH: i64 = 64;
+/// Deliveries applied per transaction: small, so the ingest writer (which shares SQLite's
+/// single write connection) never waits long.
+pub const BATCH: i64 = 16;
 /// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// Job kind of inbound media downloads.
@@ -68,26 +68,19 @@ async fn apply_event(app: &App, conn: &mut Conn, id: &str, body: &str) -> Result
         Ok(envelope) => {
             for (ei, entry) in envelope.entry.iter().enumerate() {
                 for (ci, raw) in entry.changes.iter().enumerate() {
-                    let mut sp = conn.begin().await?;
+                    // Every check that can reject a change runs before its first write, so a
+                    // rejected change leaves nothing behind; a storage error aborts the batch.
                     let outcome = match Change::parse(raw) {
                         Err(e) => Err(e.to_string()),
-                        Ok(change) => {
-                            apply_change(app, &mut sp, &entry.id, raw, change, now).await?
-                        }
+                        Ok(change) => apply_change(app, conn, &entry.id, raw, change, now).await?,
                     };
                     match outcome {
-                        Ok(item_errors) => {
-                            sp.commit().await?;
-                            errors.extend(
-                                item_errors
-                                    .into_iter()
-                                    .map(|e| format!("entry {ei} change {ci}: {e}")),
-                            );
-                        }
-                        Err(e) => {
-                            sp.rollback().await?;
-                            errors.push(format!("entry {ei} change {ci}: {e}"));
-                        }
+                        Ok(item_errors) => errors.extend(
+                            item_errors
+                                .into_iter()
+                                .map(|e| format!("entry {ei} change {ci}: {e}")),
+                        ),
+                        Err(e) => errors.push(format!("entry {ei} change {ci}: {e}")),
                     }
                 }
             }

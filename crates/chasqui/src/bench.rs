@@ -48,11 +48,9 @@ pub enum BenchCommand {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Serve the null handler (signature check + JSON parse + 200) as a ceiling.
+    /// Serve the null handler (signature check + JSON parse + 200) as a ceiling
+    /// (listens on --listen, default 127.0.0.1:8099).
     NullServer {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8099")]
-        listen: std::net::SocketAddr,
         /// App secret to verify with.
         #[arg(long, default_value = "bench-secret")]
         app_secret: String,
@@ -60,7 +58,7 @@ pub enum BenchCommand {
 }
 
 /// Runs a benchmark command.
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest {
             url,
@@ -82,8 +80,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 (None, Some(secret)) => (secret, phone_number_id),
                 _ => bail!("give either --api-key or --app-secret"),
             };
+            if !url.starts_with("http://") {
+                bail!("the load generator speaks plain HTTP: give an http:// URL");
+            }
             let report = ingest(IngestPlan {
-                client,
                 url: url.clone(),
                 secret,
                 pnid,
@@ -91,6 +91,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration),
                 concurrency: concurrency.max(1),
                 status_percent: status_percent.min(100),
+                now: {
+                    use chasqui_core::Clock;
+                    chasqui_core::SystemClock.now().secs()
+                },
             })
             .await?;
             report.print();
@@ -99,7 +103,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        BenchCommand::NullServer { listen, app_secret } => null_server(listen, app_secret).await,
+        BenchCommand::NullServer { app_secret } => null_server(listen, app_secret).await,
     }
 }
 
@@ -134,7 +138,6 @@ async fn create_number(
 }
 
 struct IngestPlan {
-    client: reqwest::Client,
     url: String,
     secret: String,
     pnid: String,
@@ -142,6 +145,7 @@ struct IngestPlan {
     duration: Duration,
     concurrency: usize,
     status_percent: u64,
+    now: i64,
 }
 
 struct Report {
@@ -177,31 +181,24 @@ impl Report {
 }
 
 /// One delivery body: a text message from one of 1,000 customers, or a status update.
-fn payload(pnid: &str, n: u64, status_percent: u64) -> Vec<u8> {
-    let customer = format!("1555{:07}", n % 1000);
-    let now = {
-        use chasqui_core::Clock;
-        chasqui_core::SystemClock.now().secs().to_string()
-    };
+/// Written from a template (no JSON tree) so the load generator stays cheap; the bytes are
+/// what Meta sends (compact, ASCII).
+fn payload(pnid: &str, n: u64, status_percent: u64, now: i64) -> Vec<u8> {
+    let customer = 15_550_000_000u64 + n % 1000;
+    let head = r#"{"object":"whatsapp_business_account","entry":[{"id":"600000000000001","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":""#;
     let value = if n % 100 < status_percent {
         let status = ["sent", "delivered", "read"][(n % 3) as usize];
-        json!({
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "15550001111", "phone_number_id": pnid },
-            "statuses": [{ "id": format!("wamid.BENCHOUT{}", n / 3), "status": status, "timestamp": now, "recipient_id": customer }],
-        })
+        format!(
+            r#"{head}{pnid}"}},"statuses":[{{"id":"wamid.BENCHOUT{id}","status":"{status}","timestamp":"{now}","recipient_id":"{customer}"}}]}},"field":"messages"}}]}}]}}"#,
+            id = n / 3
+        )
     } else {
-        json!({
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "15550001111", "phone_number_id": pnid },
-            "contacts": [{ "profile": { "name": format!("Customer {}", n % 1000) }, "wa_id": customer }],
-            "messages": [{ "from": customer, "id": format!("wamid.BENCH{n}x{}", chasqui_core::ids::random_token("")), "timestamp": now,
-                           "type": "text", "text": { "body": format!("Hola, order #{n} please") } }],
-        })
+        format!(
+            r#"{head}{pnid}"}},"contacts":[{{"profile":{{"name":"Customer {c}"}},"wa_id":"{customer}"}}],"messages":[{{"from":"{customer}","id":"wamid.BENCH{n}X{now}","timestamp":"{now}","type":"text","text":{{"body":"Hola, I would like to order #{n} please"}}}}]}},"field":"messages"}}]}}]}}"#,
+            c = n % 1000
+        )
     };
-    let envelope = json!({ "object": "whatsapp_business_account",
-        "entry": [{ "id": "600000000000001", "changes": [{ "value": value, "field": "messages" }] }] });
-    chasqui_meta::json::to_meta_bytes(&envelope)
+    value.into_bytes()
 }
 
 async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
@@ -229,6 +226,7 @@ async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
             let interval = (plan.rate > 0)
                 .then(|| Duration::from_secs_f64(plan.concurrency as f64 / plan.rate as f64));
             let mut next = Instant::now() + Duration::from_micros(worker as u64 * 10);
+            let mut conn = RawConn::connect(&plan.url).await.ok();
             while Instant::now() < deadline {
                 if let Some(interval) = interval {
                     let now = Instant::now();
@@ -238,23 +236,23 @@ async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
                     next += interval;
                 }
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let body = payload(&plan.pnid, n, plan.status_percent);
+                let body = payload(&plan.pnid, n, plan.status_percent, plan.now);
                 let signature = chasqui_meta::sign(plan.secret.as_bytes(), &body);
                 let t = Instant::now();
-                let result = plan
-                    .client
-                    .post(format!("{}/webhooks/meta", plan.url))
-                    .header("content-type", "application/json")
-                    .header("x-hub-signature-256", signature)
-                    .body(body)
-                    .send()
-                    .await;
-                match result {
-                    Ok(r) if r.status().is_success() => {
+                let status = match conn.as_mut() {
+                    Some(c) => c.post(&signature, &body).await.ok(),
+                    None => None,
+                };
+                match status {
+                    Some(200..=299) => {
                         ok += 1;
                         latencies.push(t.elapsed().as_micros() as u64);
                     }
-                    _ => failed += 1,
+                    Some(_) => failed += 1,
+                    None => {
+                        failed += 1;
+                        conn = RawConn::connect(&plan.url).await.ok();
+                    }
                 }
             }
             (ok, failed, latencies)
@@ -278,6 +276,67 @@ async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
     progress.finish_and_clear();
     report.latencies_us.sort_unstable();
     Ok(report)
+}
+
+/// A bare HTTP/1.1 keep-alive connection: the load generator must cost far less CPU than
+/// the server it measures (both share this machine's cores), which a full client does not.
+struct RawConn {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    host: String,
+}
+
+impl RawConn {
+    async fn connect(url: &str) -> std::io::Result<Self> {
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let stream = tokio::net::TcpStream::connect(&host).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: tokio::io::BufReader::new(stream),
+            host,
+        })
+    }
+
+    /// Posts one webhook; returns the response status.
+    async fn post(&mut self, signature: &str, body: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "POST /webhooks/meta HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        self.stream.get_mut().write_all(&request).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().map_err(std::io::Error::other)?;
+            }
+        }
+        let mut rest = vec![0u8; length];
+        self.stream.read_exact(&mut rest).await?;
+        Ok(status)
+    }
 }
 
 async fn wait_processed(url: &str, started: Instant) -> anyhow::Result<()> {
@@ -334,4 +393,19 @@ async fn null_server(listen: std::net::SocketAddr, secret: String) -> anyhow::Re
     println!("null handler on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payload;
+
+    #[test]
+    fn payloads_are_valid_webhooks() {
+        for n in [0, 1, 2, 50, 99] {
+            let body = payload("123", n, 30, 1_780_000_000);
+            let envelope = chasqui_meta::webhook::Envelope::parse(&body).expect("envelope");
+            let (numbers, _) = envelope.addressees();
+            assert_eq!(numbers, vec!["123".to_owned()]);
+        }
+    }
 }

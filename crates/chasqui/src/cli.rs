@@ -92,11 +92,9 @@ enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum SandboxCommand {
-    /// Serve the emulator: Graph API at the root, control API under /v1.
+    /// Serve the emulator: Graph API at the root, control API under /v1
+    /// (listens on --listen, default 127.0.0.1:9090).
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        listen: std::net::SocketAddr,
         /// Where to deliver webhooks (e.g. http://127.0.0.1:8080/webhooks/meta).
         #[arg(long)]
         webhook_url: String,
@@ -149,14 +147,27 @@ impl Cli {
             Command::Sandbox {
                 command:
                     SandboxCommand::Serve {
-                        listen,
                         webhook_url,
                         app_secret,
                     },
-            } => sandbox_serve(listen, &webhook_url, &app_secret).await,
-            Command::Bench { command } => bench::run(command).await,
+            } => {
+                let listen = listen_or(&self.config, "127.0.0.1:9090")?;
+                sandbox_serve(listen, &webhook_url, &app_secret).await
+            }
+            Command::Bench { command } => {
+                let listen = listen_or(&self.config, "127.0.0.1:8099")?;
+                bench::run(command, listen).await
+            }
         }
     }
+}
+
+/// The `--listen` address for commands whose default differs from `serve`'s.
+fn listen_or(config: &ConfigArgs, default: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let text = config.listen.clone().unwrap_or_else(|| default.to_owned());
+    text.parse().map_err(|e| {
+        anyhow::anyhow!("invalid configuration: listen = {text:?}: expected HOST:PORT ({e})")
+    })
 }
 
 async fn key(config: &ConfigArgs, command: KeyCommand) -> anyhow::Result<()> {
@@ -277,4 +288,14 @@ async fn sandbox_serve(
         .with_graceful_shutdown(wait_for_signal())
         .await
         .context("sandbox server failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

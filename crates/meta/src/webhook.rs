@@ -58,6 +58,83 @@ impl Envelope {
     }
 }
 
+/// Just the routing fields of an envelope, decoded without building a JSON tree (the hot path
+/// of the inbound endpoint): the object, the WABA ids and the phone number ids.
+#[derive(Debug, Deserialize)]
+pub struct Routing<'a> {
+    /// Always `whatsapp_business_account` for WhatsApp.
+    #[serde(borrow)]
+    pub object: std::borrow::Cow<'a, str>,
+    /// Entries.
+    #[serde(default, borrow)]
+    pub entry: Vec<RoutingEntry<'a>>,
+}
+
+/// Routing fields of one entry.
+#[derive(Debug, Deserialize)]
+pub struct RoutingEntry<'a> {
+    /// WABA id.
+    #[serde(borrow)]
+    pub id: std::borrow::Cow<'a, str>,
+    /// Changes (only their metadata is read).
+    #[serde(default, borrow)]
+    pub changes: Vec<RoutingChange<'a>>,
+}
+
+/// Routing fields of one change. The value stays raw: a malformed value must not make the
+/// whole delivery unreadable (its neighbours are still applied).
+#[derive(Debug, Deserialize)]
+pub struct RoutingChange<'a> {
+    /// The change's value, undecoded.
+    #[serde(default, borrow)]
+    pub value: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Routing fields of a change value.
+#[derive(Debug, Deserialize)]
+pub struct RoutingValue<'a> {
+    /// Present on `messages` changes.
+    #[serde(default, borrow)]
+    pub metadata: Option<RoutingMetadata<'a>>,
+}
+
+/// The phone number a change concerns.
+#[derive(Debug, Deserialize)]
+pub struct RoutingMetadata<'a> {
+    /// Meta's phone number id.
+    #[serde(borrow)]
+    pub phone_number_id: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> Routing<'a> {
+    /// Parses the routing fields; fails on malformed JSON or a malformed envelope.
+    pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// Every phone number id named, and every WABA id, without duplicates.
+    pub fn addressees(&self) -> (Vec<String>, Vec<String>) {
+        let mut numbers: Vec<String> = Vec::new();
+        let mut wabas: Vec<String> = Vec::new();
+        for entry in &self.entry {
+            if !wabas.iter().any(|w| w == entry.id.as_ref()) {
+                wabas.push(entry.id.to_string());
+            }
+            for change in &entry.changes {
+                let value = change
+                    .value
+                    .and_then(|raw| serde_json::from_str::<RoutingValue<'_>>(raw.get()).ok());
+                if let Some(m) = value.as_ref().and_then(|v| v.metadata.as_ref())
+                    && !numbers.iter().any(|n| n == m.phone_number_id.as_ref())
+                {
+                    numbers.push(m.phone_number_id.to_string());
+                }
+            }
+        }
+        (numbers, wabas)
+    }
+}
+
 /// A decoded change.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -329,6 +406,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn routing_matches_the_full_envelope() {
+        for (name, body) in fixtures() {
+            let full = Envelope::parse(&body).expect("envelope");
+            let routing = Routing::parse(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(routing.addressees(), full.addressees(), "{name}");
+        }
+        assert!(Routing::parse(br#"{"object":"x","entry":[{"changes":[]}]}"#).is_err());
+        let mixed = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":3}},{"field":"messages","value":{"metadata":{"phone_number_id":"42"}}}]}]}"#;
+        assert_eq!(
+            Routing::parse(mixed).expect("lenient").addressees().0,
+            vec!["42".to_owned()]
+        );
     }
 
     #[test]

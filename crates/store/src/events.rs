@@ -1,7 +1,7 @@
 //! Raw inbound deliveries from Meta. A `pending` row is its own processing job, so storing
 //! the payload and enqueuing its processing is one insert (invariant 7).
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use sqlx::AnyConnection;
 
 use crate::query::col;
 use crate::{Backend, Db};
@@ -20,7 +20,7 @@ pub struct PendingEvent {
 }
 
 /// A delivery to store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct NewEvent {
     /// Event id.
     pub id: String,
@@ -30,28 +30,25 @@ pub struct NewEvent {
     pub received_at: i64,
 }
 
-/// Stores many deliveries in one transaction with multi-row inserts (group commit).
-pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> crate::Result<()> {
+/// Stores many deliveries with one statement in one transaction (group commit). The rows
+/// travel as one JSON array parameter, so the statement text never changes and stays
+/// prepared, whatever the batch size; each database expands it with its own JSON function.
+pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> crate::Result<()> {
+    let rows =
+        serde_json::to_string(&events).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "INSERT INTO inbound_events (id, received_at, body, status) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.received_at'), json_extract(value, '$.body'), 'pending' \
+             FROM json_each($1)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO inbound_events (id, received_at, body, status) \
+             SELECT id, received_at, body, 'pending' FROM json_to_recordset($1::json) AS r(id TEXT, received_at BIGINT, body TEXT)"
+        }
+    };
     let mut tx = db.writer().begin().await?;
-    for chunk in events.chunks(256) {
-        let mut sql =
-            String::from("INSERT INTO inbound_events (id, received_at, body, status) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let b = i * 3;
-            sql.push_str(&format!("(${}, ${}, ${}, 'pending')", b + 1, b + 2, b + 3));
-        }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for e in chunk {
-            query = query
-                .bind(e.id.clone())
-                .bind(e.received_at)
-                .bind(e.body.clone());
-        }
-        query.execute(&mut *tx).await?;
-    }
+    sqlx::query(sql).bind(rows).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -81,21 +81,26 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, ConfigArgs::default()).await
+    }
+
+    /// Starts with extra settings (listen, data dir and database are the harness's).
+    pub async fn start_with(backend: Backend, extra: ConfigArgs) -> Self {
         chasqui::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = database(backend, dir.path()).await;
-        let mut harness = Self::start_on(dir, database_url).await;
+        let mut harness = Self::start_on(dir, database_url, extra).await;
         harness.setup_cloud_number().await;
         harness
     }
 
-    pub async fn start_on(dir: tempfile::TempDir, database_url: String) -> Self {
+    pub async fn start_on(dir: tempfile::TempDir, database_url: String, extra: ConfigArgs) -> Self {
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
             database_url: Some(database_url.clone()),
             config: Some(write_empty_config(dir.path())),
-            ..Default::default()
+            ..extra
         };
         let running = node::start(args.resolve().expect("config"))
             .await
