@@ -20,59 +20,98 @@ use crate::App;
 
 /// Deliveries applied per transaction: small, so the ingest writer (which shares SQLite's
 /// single write connection) never waits long.
-pub const BATCH: i64 = 16;
+pub const BATCH: i64 = 32;
 /// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// Job kind of inbound media downloads.
 pub const MEDIA_DOWNLOAD: &str = "media.download";
 
+/// Lease of claimed deliveries; a worker that dies releases them by letting it expire.
+const LEASE_MILLIS: i64 = 10_000;
+
+/// Where a change came from: its delivery, its position, its account.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    event_id: &'a str,
+    change_index: i64,
+    waba_id: &'a str,
+}
+
 /// Processes one batch of pending deliveries; returns how many were applied.
+///
+/// The deliveries are claimed with a lease in the inbox, their effects committed in one
+/// transaction on the main database, then they are marked processed. A crash between the two
+/// commits replays them after the lease, which changes nothing: every effect is idempotent.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let db = app.db();
-    let mut tx = db.writer().begin().await?;
-    let pending = events::claim(&mut tx, db.backend(), BATCH).await?;
+    let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
-        tx.rollback().await?;
         return Ok(0);
     }
+    let now = app.now();
+    let mut tx = db.writer().begin().await?;
+    let mut done = Vec::with_capacity(pending.len());
     let mut failed_event = None;
     for event in &pending {
-        if let Err(e) = apply_event(app, &mut tx, &event.id, &event.body).await {
-            failed_event = Some((event.id.clone(), e));
-            break;
+        match apply_event(app, &mut tx, &event.id, &event.body, now).await {
+            Ok(errors) => done.push((event.id.clone(), errors)),
+            Err(e) => {
+                failed_event = Some((event.id.clone(), e));
+                break;
+            }
         }
     }
     match failed_event {
         None => {
             tx.commit().await?;
+            events::mark_processed(db, &done, now).await?;
             app.wake();
             Ok(pending.len())
         }
         Some((id, error)) => {
             // Roll the whole batch back, record the failure against the event that caused it,
-            // and let the next rounds apply its neighbours.
+            // and return its neighbours to the queue.
             tx.rollback().await?;
             tracing::warn!(event_id = %id, error = %error, "inbound event failed; will retry");
             events::record_failure(db, &id, &error.to_string(), MAX_ATTEMPTS).await?;
+            let others: Vec<String> = pending
+                .iter()
+                .map(|e| e.id.clone())
+                .filter(|e| *e != id)
+                .collect();
+            events::release(db, &others).await?;
             Ok(0)
         }
     }
 }
 
-/// Applies one delivery inside the caller's transaction and marks it processed.
-async fn apply_event(app: &App, conn: &mut Conn, id: &str, body: &str) -> Result<(), StoreError> {
-    let now = app.now();
+/// Applies one delivery inside the caller's transaction; returns the errors of the changes
+/// or items that could not be applied (JSON), if any.
+async fn apply_event(
+    app: &App,
+    conn: &mut Conn,
+    id: &str,
+    body: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
     let mut errors: Vec<String> = Vec::new();
     match Envelope::parse(body.as_bytes()) {
         Err(e) => errors.push(format!("envelope: {e}")),
         Ok(envelope) => {
+            let mut change_index = 0i64;
             for (ei, entry) in envelope.entry.iter().enumerate() {
                 for (ci, raw) in entry.changes.iter().enumerate() {
+                    let source = Source {
+                        event_id: id,
+                        change_index,
+                        waba_id: &entry.id,
+                    };
+                    change_index += 1;
                     // Every check that can reject a change runs before its first write, so a
                     // rejected change leaves nothing behind; a storage error aborts the batch.
                     let outcome = match Change::parse(raw) {
                         Err(e) => Err(e.to_string()),
-                        Ok(change) => apply_change(app, conn, &entry.id, raw, change, now).await?,
+                        Ok(change) => apply_change(app, conn, source, raw, change, now).await?,
                     };
                     match outcome {
                         Ok(item_errors) => errors.extend(
@@ -86,33 +125,34 @@ async fn apply_event(app: &App, conn: &mut Conn, id: &str, body: &str) -> Result
             }
         }
     }
-    if !errors.is_empty() {
-        tracing::warn!(event_id = %id, errors = ?errors, "parts of an inbound event were not applied");
+    if errors.is_empty() {
+        return Ok(None);
     }
-    let errors = (!errors.is_empty()).then(|| serde_json::to_string(&errors).unwrap_or_default());
-    events::mark_processed(conn, id, errors.as_deref(), now).await
+    tracing::warn!(event_id = %id, errors = ?errors, "parts of an inbound event were not applied");
+    Ok(Some(serde_json::to_string(&errors).unwrap_or_default()))
 }
 
 /// `Ok(Ok(errors))`: applied, with per-item problems; `Ok(Err(_))`: the change is unusable.
 async fn apply_change(
     app: &App,
     conn: &mut Conn,
-    waba_id: &str,
+    source: Source<'_>,
     raw: &Value,
     change: Change,
     now: i64,
 ) -> Result<Result<Vec<String>, String>, StoreError> {
+    let waba_id = source.waba_id;
     match change {
-        Change::Messages(value) => apply_messages(app, conn, waba_id, value, now).await,
+        Change::Messages(value) => apply_messages(app, conn, source, value, now).await,
         Change::TemplateStatus(update) => {
-            apply_template_status(app, conn, waba_id, raw, &update, now).await
+            apply_template_status(app, conn, source, raw, &update, now).await
         }
         Change::Account { field, value } => {
             let routes = waba_routes(app, waba_id).await?;
             if routes.is_empty() {
                 return Ok(Err(format!("no phone number of account {waba_id}")));
             }
-            record_account_event(conn, &routes, waba_id, None, &field, &value, now).await?;
+            record_account_event(conn, source, &routes, None, &field, &value, now).await?;
             Ok(Ok(Vec::new()))
         }
     }
@@ -131,25 +171,26 @@ async fn waba_routes(app: &App, waba_id: &str) -> Result<Vec<String>, StoreError
 
 async fn record_account_event(
     conn: &mut Conn,
+    source: Source<'_>,
     projects: &[String],
-    waba_id: &str,
     phone_number_id: Option<&str>,
     field: &str,
     value: &Value,
     now: i64,
 ) -> Result<(), StoreError> {
+    let value = value.to_string();
     for project_id in projects {
-        chasqui_store::accounts::insert_event(
-            conn,
-            &new_id(),
+        let event = chasqui_store::accounts::AccountEvent {
+            id: &new_id(),
             project_id,
-            waba_id,
+            business_account_id: source.waba_id,
             phone_number_id,
             field,
-            &value.to_string(),
-            now,
-        )
-        .await?;
+            value: &value,
+            source_event_id: source.event_id,
+            change_index: source.change_index,
+        };
+        chasqui_store::accounts::insert_event(conn, event, now).await?;
     }
     Ok(())
 }
@@ -157,11 +198,12 @@ async fn record_account_event(
 async fn apply_template_status(
     app: &App,
     conn: &mut Conn,
-    waba_id: &str,
+    source: Source<'_>,
     raw: &Value,
     update: &TemplateStatusUpdate,
     now: i64,
 ) -> Result<Result<Vec<String>, String>, StoreError> {
+    let waba_id = source.waba_id;
     let projects = waba_routes(app, waba_id).await?;
     if projects.is_empty() {
         return Ok(Err(format!("no phone number of account {waba_id}")));
@@ -190,8 +232,8 @@ async fn apply_template_status(
     let value = raw.get("value").cloned().unwrap_or(Value::Null);
     record_account_event(
         conn,
+        source,
         &projects,
-        waba_id,
         None,
         "message_template_status_update",
         &value,
@@ -204,7 +246,7 @@ async fn apply_template_status(
 async fn apply_messages(
     app: &App,
     conn: &mut Conn,
-    waba_id: &str,
+    source: Source<'_>,
     value: MessagesValue,
     now: i64,
 ) -> Result<Result<Vec<String>, String>, StoreError> {
@@ -271,8 +313,8 @@ async fn apply_messages(
         let errors_value = Value::Array(value.errors.clone());
         record_account_event(
             conn,
+            source,
             std::slice::from_ref(&project_id),
-            waba_id,
             Some(&pnid),
             "messages.errors",
             &errors_value,

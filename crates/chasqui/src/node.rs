@@ -198,6 +198,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
     let router = chasqui_server::router(state);
 
+    if db.backend() == chasqui_store::Backend::Sqlite {
+        // One node owns an SQLite file: leases left by a killed process are stale.
+        chasqui_store::events::release_all(&db).await?;
+    }
     let workers = if config.role.runs_workers() {
         let (app, token) = (app.clone(), CancellationToken::new());
         Some((

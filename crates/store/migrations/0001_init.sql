@@ -159,17 +159,24 @@ CREATE TABLE account_events (
     phone_number_id TEXT,
     field TEXT NOT NULL,
     value TEXT NOT NULL,
-    received_at BIGINT NOT NULL
+    received_at BIGINT NOT NULL,
+    -- The delivery and change it came from: applying a delivery twice records it once.
+    source_event_id TEXT NOT NULL,
+    change_index BIGINT NOT NULL,
+    UNIQUE (source_event_id, change_index, project_id)
 );
 CREATE INDEX account_events_project ON account_events(project_id, received_at);
 
--- Raw Meta deliveries. A row with status 'pending' is also the processing job (invariant 7).
+-- Raw Meta deliveries; a 'pending' row is its own processing job (invariant 7). Workers
+-- claim rows with a lease (locked_until). On SQLite this table lives in a separate file
+-- (see store::inbox) so storing deliveries never waits for processing's write lock.
 CREATE TABLE inbound_events (
     id TEXT PRIMARY KEY,
     received_at BIGINT NOT NULL,
     body TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT,
     processed_at BIGINT,
     errors TEXT
 );

@@ -3,28 +3,46 @@
 
 use sqlx::AnyConnection;
 
-/// Records an account-level event for a project.
-#[allow(clippy::too_many_arguments)]
+/// An account-level event to record.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountEvent<'a> {
+    /// Row id.
+    pub id: &'a str,
+    /// Project it is recorded for.
+    pub project_id: &'a str,
+    /// WABA id.
+    pub business_account_id: &'a str,
+    /// The number, for number-level items (value errors).
+    pub phone_number_id: Option<&'a str>,
+    /// Meta's change field.
+    pub field: &'a str,
+    /// The raw value (JSON).
+    pub value: &'a str,
+    /// The delivery it came from.
+    pub source_event_id: &'a str,
+    /// Position of the change in that delivery.
+    pub change_index: i64,
+}
+
+/// Records an account-level event for a project, once per (delivery, change).
 pub async fn insert_event(
     conn: &mut AnyConnection,
-    id: &str,
-    project_id: &str,
-    business_account_id: &str,
-    phone_number_id: Option<&str>,
-    field: &str,
-    value: &str,
+    e: AccountEvent<'_>,
     now: i64,
 ) -> crate::Result<()> {
     sqlx::query(
-        "INSERT INTO account_events (id, project_id, business_account_id, phone_number_id, field, value, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO account_events (id, project_id, business_account_id, phone_number_id, field, value, received_at, source_event_id, change_index) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source_event_id, change_index, project_id) DO NOTHING",
     )
-    .bind(id)
-    .bind(project_id)
-    .bind(business_account_id)
-    .bind(phone_number_id)
-    .bind(field)
-    .bind(value)
+    .bind(e.id)
+    .bind(e.project_id)
+    .bind(e.business_account_id)
+    .bind(e.phone_number_id)
+    .bind(e.field)
+    .bind(e.value)
     .bind(now)
+    .bind(e.source_event_id)
+    .bind(e.change_index)
     .execute(conn)
     .await?;
     Ok(())

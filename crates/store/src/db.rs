@@ -39,12 +39,35 @@ pub enum Backend {
     Postgres,
 }
 
-/// The database handle: a writer pool and a reader pool (the same pool on PostgreSQL).
+/// The database handle: a writer pool, a reader pool, and the inbox pool that holds raw
+/// inbound deliveries. On PostgreSQL all three are one pool; on SQLite the inbox is a
+/// separate file with its own writer, so storing a delivery never waits for the write lock
+/// that processing holds on the main file.
 #[derive(Debug, Clone)]
 pub struct Db {
     write: AnyPool,
     read: AnyPool,
+    inbox: AnyPool,
     backend: Backend,
+}
+
+/// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
+const INBOX_SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS inbound_events (id TEXT PRIMARY KEY, received_at BIGINT NOT NULL, body TEXT NOT NULL, \
+     status TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, locked_until BIGINT, processed_at BIGINT, errors TEXT)",
+    "CREATE INDEX IF NOT EXISTS inbound_events_pending ON inbound_events(status, received_at)",
+];
+
+/// The inbox file beside an SQLite database: `x.db` → `x-inbound.db`.
+fn inbox_path(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chasqui".into());
+    p.with_file_name(format!("{stem}-inbound.db"))
+        .to_string_lossy()
+        .into_owned()
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] =
@@ -105,7 +128,10 @@ impl Db {
             }
             let options = AnyConnectOptions::from_str(&format!("sqlite://{path}?mode=rwc"))
                 .map_err(|e| bad(&e.to_string()))?;
-            let pool = |max: u32| {
+            let inbox_options =
+                AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", inbox_path(path)))
+                    .map_err(|e| bad(&e.to_string()))?;
+            let pool = |max: u32, options: AnyConnectOptions| {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .min_connections(1)
@@ -123,13 +149,15 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options.clone())
+                    .connect_with(options)
             };
-            let write = pool(1).await?;
-            let read = pool(4).await?;
+            let write = pool(1, options.clone()).await?;
+            let read = pool(4, options).await?;
+            let inbox = pool(1, inbox_options).await?;
             Ok(Self {
                 write,
                 read,
+                inbox,
                 backend: Backend::Sqlite,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -141,7 +169,8 @@ impl Db {
                 .await?;
             Ok(Self {
                 write: pool.clone(),
-                read: pool,
+                read: pool.clone(),
+                inbox: pool,
                 backend: Backend::Postgres,
             })
         } else {
@@ -164,9 +193,19 @@ impl Db {
         &self.read
     }
 
-    /// Applies pending migrations.
+    /// The pool of the inbound deliveries table (the main pool on PostgreSQL).
+    pub fn inbox(&self) -> &AnyPool {
+        &self.inbox
+    }
+
+    /// Applies pending migrations (and creates the SQLite inbox table).
     pub async fn migrate(&self) -> crate::Result<()> {
         migrator().run(&self.write).await?;
+        if self.backend == Backend::Sqlite {
+            for ddl in INBOX_SCHEMA {
+                sqlx::query(ddl).execute(&self.inbox).await?;
+            }
+        }
         Ok(())
     }
 
@@ -188,12 +227,21 @@ impl Db {
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+        self.inbox.close().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::redact_url;
+
+    #[test]
+    fn inbox_sits_beside_the_database() {
+        assert_eq!(
+            super::inbox_path("./data/chasqui.db"),
+            "./data/chasqui-inbound.db"
+        );
+    }
 
     #[test]
     fn redacts_passwords() {

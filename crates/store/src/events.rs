@@ -1,8 +1,6 @@
 //! Raw inbound deliveries from Meta. A `pending` row is its own processing job, so storing
 //! the payload and enqueuing its processing is one insert (invariant 7).
 
-use sqlx::AnyConnection;
-
 use crate::query::col;
 use crate::{Backend, Db};
 
@@ -47,29 +45,44 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> crate::Result<()> {
              SELECT id, received_at, body, 'pending' FROM json_to_recordset($1::json) AS r(id TEXT, received_at BIGINT, body TEXT)"
         }
     };
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.inbox().begin().await?;
     sqlx::query(sql).bind(rows).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Claims up to `limit` pending deliveries, oldest first, inside the caller's transaction.
-/// On PostgreSQL the rows stay locked (`SKIP LOCKED`) until that transaction ends.
+/// Claims up to `limit` pending deliveries, oldest first, for `lease_millis`. A claimed row
+/// is invisible to other claimers until its lease expires; if its worker dies the row is
+/// claimed again (processing is idempotent).
 pub async fn claim(
-    conn: &mut AnyConnection,
-    backend: Backend,
+    db: &Db,
     limit: i64,
+    now: i64,
+    lease_millis: i64,
 ) -> crate::Result<Vec<PendingEvent>> {
-    let sql = match backend {
+    let sql = match db.backend() {
         Backend::Postgres => {
-            "SELECT id, body, received_at, attempts FROM inbound_events WHERE status = 'pending' ORDER BY received_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            "UPDATE inbound_events SET locked_until = $1 WHERE id IN (\
+               SELECT id FROM inbound_events WHERE status = 'pending' AND (locked_until IS NULL OR locked_until < $2) \
+               ORDER BY received_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             AND (locked_until IS NULL OR locked_until < $2) \
+             RETURNING id, body, received_at, attempts"
         }
         Backend::Sqlite => {
-            "SELECT id, body, received_at, attempts FROM inbound_events WHERE status = 'pending' ORDER BY received_at, id LIMIT $1"
+            "UPDATE inbound_events SET locked_until = $1 WHERE id IN (\
+               SELECT id FROM inbound_events WHERE status = 'pending' AND (locked_until IS NULL OR locked_until < $2) \
+               ORDER BY received_at, id LIMIT $3) \
+             RETURNING id, body, received_at, attempts"
         }
     };
-    let rows = sqlx::query(sql).bind(limit).fetch_all(conn).await?;
-    rows.iter()
+    let rows = sqlx::query(sql)
+        .bind(now + lease_millis)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.inbox())
+        .await?;
+    let mut events = rows
+        .iter()
         .map(|r| {
             Ok(PendingEvent {
                 id: col(r, "id")?,
@@ -78,21 +91,50 @@ pub async fn claim(
                 attempts: col(r, "attempts")?,
             })
         })
-        .collect()
+        .collect::<crate::Result<Vec<_>>>()?;
+    // RETURNING does not promise an order.
+    events.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+    Ok(events)
 }
 
-/// Marks a delivery processed, recording the errors of any change that could not be applied.
+/// Marks deliveries processed, with the errors of any change that could not be applied.
 pub async fn mark_processed(
-    conn: &mut AnyConnection,
-    id: &str,
-    errors: Option<&str>,
+    db: &Db,
+    done: &[(String, Option<String>)],
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query("UPDATE inbound_events SET status = 'processed', processed_at = $1, errors = $2, attempts = attempts + 1 WHERE id = $3")
+    let mut tx = db.inbox().begin().await?;
+    for (id, errors) in done {
+        sqlx::query(
+            "UPDATE inbound_events SET status = 'processed', processed_at = $1, errors = $2, attempts = attempts + 1, locked_until = NULL WHERE id = $3",
+        )
         .bind(now)
-        .bind(errors)
+        .bind(errors.as_deref())
         .bind(id)
-        .execute(conn)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Returns claimed deliveries to the queue without counting an attempt.
+pub async fn release(db: &Db, ids: &[String]) -> crate::Result<()> {
+    let mut tx = db.inbox().begin().await?;
+    for id in ids {
+        sqlx::query("UPDATE inbound_events SET locked_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Releases every lease (a single-node SQLite start: no other worker can hold one).
+pub async fn release_all(db: &Db) -> crate::Result<()> {
+    sqlx::query("UPDATE inbound_events SET locked_until = NULL WHERE status = 'pending' AND locked_until IS NOT NULL")
+        .execute(db.inbox())
         .await?;
     Ok(())
 }
@@ -105,13 +147,13 @@ pub async fn record_failure(
     max_attempts: i64,
 ) -> crate::Result<()> {
     sqlx::query(
-        "UPDATE inbound_events SET attempts = attempts + 1, errors = $1, \
+        "UPDATE inbound_events SET attempts = attempts + 1, errors = $1, locked_until = NULL, \
          status = CASE WHEN attempts + 1 >= $2 THEN 'failed' ELSE status END WHERE id = $3",
     )
     .bind(error)
     .bind(max_attempts)
     .bind(id)
-    .execute(db.writer())
+    .execute(db.inbox())
     .await?;
     Ok(())
 }
@@ -120,7 +162,7 @@ pub async fn record_failure(
 pub async fn pending_count(db: &Db) -> crate::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'pending'")
-            .fetch_one(db.reader())
+            .fetch_one(db.inbox())
             .await?,
     )
 }
@@ -128,6 +170,6 @@ pub async fn pending_count(db: &Db) -> crate::Result<i64> {
 /// Counts deliveries (all statuses); used by tests and the benchmark.
 pub async fn total_count(db: &Db) -> crate::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events")
-        .fetch_one(db.reader())
+        .fetch_one(db.inbox())
         .await?)
 }
