@@ -45,9 +45,8 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> crate::Result<()> {
              SELECT id, received_at, body, 'pending' FROM json_to_recordset($1::json) AS r(id TEXT, received_at BIGINT, body TEXT)"
         }
     };
-    let mut tx = db.inbox().begin().await?;
-    sqlx::query(sql).bind(rows).execute(&mut *tx).await?;
-    tx.commit().await?;
+    // One statement is atomic on its own: no explicit transaction, one round trip.
+    sqlx::query(sql).bind(rows).execute(db.inbox()).await?;
     Ok(())
 }
 
@@ -97,24 +96,43 @@ pub async fn claim(
     Ok(events)
 }
 
-/// Marks deliveries processed, with the errors of any change that could not be applied.
+/// Marks deliveries processed, with the errors of any change that could not be applied,
+/// in one statement.
 pub async fn mark_processed(
     db: &Db,
     done: &[(String, Option<String>)],
     now: i64,
 ) -> crate::Result<()> {
-    let mut tx = db.inbox().begin().await?;
-    for (id, errors) in done {
-        sqlx::query(
-            "UPDATE inbound_events SET status = 'processed', processed_at = $1, errors = $2, attempts = attempts + 1, locked_until = NULL WHERE id = $3",
-        )
-        .bind(now)
-        .bind(errors.as_deref())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: &'a str,
+        errors: Option<&'a str>,
     }
-    tx.commit().await?;
+    let rows: Vec<Row<'_>> = done
+        .iter()
+        .map(|(id, errors)| Row {
+            id,
+            errors: errors.as_deref(),
+        })
+        .collect();
+    let rows =
+        serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "UPDATE inbound_events SET status = 'processed', processed_at = $1, attempts = attempts + 1, locked_until = NULL, \
+               errors = (SELECT json_extract(value, '$.errors') FROM json_each($2) WHERE json_extract(value, '$.id') = inbound_events.id) \
+             WHERE id IN (SELECT json_extract(value, '$.id') FROM json_each($2))"
+        }
+        Backend::Postgres => {
+            "UPDATE inbound_events AS e SET status = 'processed', processed_at = $1, attempts = e.attempts + 1, locked_until = NULL, errors = r.errors \
+             FROM json_to_recordset($2::json) AS r(id TEXT, errors TEXT) WHERE e.id = r.id"
+        }
+    };
+    sqlx::query(sql)
+        .bind(now)
+        .bind(rows)
+        .execute(db.inbox())
+        .await?;
     Ok(())
 }
 
