@@ -39,50 +39,66 @@ struct Source<'a> {
 
 /// Processes one batch of pending deliveries; returns how many were applied.
 ///
-/// The deliveries are claimed with a lease in the inbox, their effects committed in one
-/// transaction on the main database, then they are marked processed. A crash between the two
-/// commits replays them after the lease, which changes nothing: every effect is idempotent.
+/// The deliveries are claimed with a lease in the inbox, their effects committed on the main
+/// database, then they are marked processed. A crash between the two commits replays them
+/// after the lease, which changes nothing: every effect is idempotent.
+///
+/// SQLite applies the whole batch in one transaction (one writer, one fsync). PostgreSQL runs
+/// several workers at once and applies each delivery in its own transaction, so row locks are
+/// always taken in one order (contact, conversation, message) and workers cannot deadlock.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     let db = app.db();
     let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
         return Ok(0);
     }
+    let per_tx = match db.backend() {
+        chasqui_store::Backend::Sqlite => pending.len(),
+        chasqui_store::Backend::Postgres => 1,
+    };
     let now = app.now();
-    let mut tx = db.writer().begin().await?;
     let mut done = Vec::with_capacity(pending.len());
-    let mut failed_event = None;
-    for event in &pending {
-        match apply_event(app, &mut tx, &event.id, &event.body, now).await {
-            Ok(errors) => done.push((event.id.clone(), errors)),
-            Err(e) => {
-                failed_event = Some((event.id.clone(), e));
-                break;
+    let mut unclaimed: Vec<String> = Vec::new();
+    for (n, group) in pending.chunks(per_tx).enumerate() {
+        let mut tx = db.writer().begin().await?;
+        let mut applied = Vec::with_capacity(group.len());
+        let mut failed = None;
+        for event in group {
+            match apply_event(app, &mut tx, &event.id, &event.body, now).await {
+                Ok(errors) => applied.push((event.id.clone(), errors)),
+                Err(e) => {
+                    failed = Some((event.id.clone(), e));
+                    break;
+                }
             }
         }
-    }
-    match failed_event {
-        None => {
+        let Some((id, error)) = failed else {
             tx.commit().await?;
-            events::mark_processed(db, &done, now).await?;
-            app.wake();
-            Ok(pending.len())
-        }
-        Some((id, error)) => {
-            // Roll the whole batch back, record the failure against the event that caused it,
-            // and return its neighbours to the queue.
-            tx.rollback().await?;
+            done.extend(applied);
+            continue;
+        };
+        tx.rollback().await?;
+        // This group and every later one go back to the queue.
+        let rest = pending[n * per_tx..].iter().map(|e| e.id.clone());
+        if error.is_retryable_conflict() {
+            // Concurrent transactions collided: nobody's fault, retry without an attempt.
+            tracing::debug!(error = %error, "processing conflicted; retrying");
+            unclaimed.extend(rest);
+        } else {
             tracing::warn!(event_id = %id, error = %error, "inbound event failed; will retry");
             events::record_failure(db, &id, &error.to_string(), MAX_ATTEMPTS).await?;
-            let others: Vec<String> = pending
-                .iter()
-                .map(|e| e.id.clone())
-                .filter(|e| *e != id)
-                .collect();
-            events::release(db, &others).await?;
-            Ok(0)
+            unclaimed.extend(rest.filter(|e| *e != id));
         }
+        break;
     }
+    if !done.is_empty() {
+        events::mark_processed(db, &done, now).await?;
+        app.wake();
+    }
+    if !unclaimed.is_empty() {
+        events::release(db, &unclaimed).await?;
+    }
+    Ok(done.len())
 }
 
 /// Applies one delivery inside the caller's transaction; returns the errors of the changes

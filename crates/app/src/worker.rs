@@ -21,11 +21,19 @@ pub fn backoff_millis(attempt: i64) -> i64 {
 }
 
 /// Runs every worker loop until `shutdown` is cancelled and the current work is finished.
+/// On PostgreSQL several loops apply deliveries at once (claims skip each other's rows);
+/// SQLite has one writer, so one loop.
 pub async fn run(app: App, shutdown: CancellationToken) {
-    let inbound = tokio::spawn(inbound_loop(app.clone(), shutdown.clone()));
-    let jobs = tokio::spawn(jobs_loop(app.clone(), shutdown.clone()));
-    let sweeper = tokio::spawn(sweeper_loop(app, shutdown));
-    let _ = tokio::join!(inbound, jobs, sweeper);
+    let loops = match app.db().backend() {
+        chasqui_store::Backend::Postgres => 4,
+        chasqui_store::Backend::Sqlite => 1,
+    };
+    let mut tasks: Vec<_> = (0..loops)
+        .map(|_| tokio::spawn(inbound_loop(app.clone(), shutdown.clone())))
+        .collect();
+    tasks.push(tokio::spawn(jobs_loop(app.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(sweeper_loop(app, shutdown)));
+    futures::future::join_all(tasks).await;
 }
 
 async fn idle(app: &App, shutdown: &CancellationToken) {

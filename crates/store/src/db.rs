@@ -30,6 +30,22 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether retrying the same work can succeed: a deadlock or serialization failure
+    /// between concurrent transactions (PostgreSQL) or a busy database (SQLite).
+    pub fn is_retryable_conflict(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                matches!(
+                    e.code().as_deref(),
+                    Some("40P01" | "40001" | "5" | "6" | "517")
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Which database the pools talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -231,7 +231,7 @@ fn write_empty_config(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-/// Polls `check` for up to 15 s.
+/// Polls `check` for up to 30 s (a killed node's claims expire after 10 s).
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -240,7 +240,7 @@ where
     let start = Instant::now();
     while !check().await {
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            start.elapsed() < Duration::from_secs(30),
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
