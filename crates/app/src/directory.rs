@@ -23,8 +23,8 @@ pub struct Route {
     pub phone_number_id: String,
     /// WABA id.
     pub business_account_id: String,
-    /// `cloud` or `sandbox`.
-    pub kind: String,
+    /// How it reaches WhatsApp.
+    pub kind: chasqui_core::NumberKind,
     /// App secret that signs this number's webhooks.
     pub app_secret: Secret<String>,
 }

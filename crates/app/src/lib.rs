@@ -151,8 +151,8 @@ impl App {
     }
 
     /// The Graph API base URL for a number of `kind`: the embedded sandbox for `sandbox`.
-    pub fn graph_base_url(&self, kind: &str) -> String {
-        if kind == "sandbox" {
+    pub fn graph_base_url(&self, kind: chasqui_core::NumberKind) -> String {
+        if kind == chasqui_core::NumberKind::Sandbox {
             format!("{}/sandbox/graph", self.local_url())
         } else {
             self.inner.settings.graph_base_url.clone()

@@ -88,7 +88,7 @@ pub async fn run_download(app: &App, job: &Job) -> Result<(), String> {
     };
     let creds = crate::numbers::credentials(app, &number).map_err(|e| e.to_string())?;
     let token = creds.access_token.expose();
-    let graph = GraphClient::new(app.http().clone(), &app.graph_base_url(&number.kind));
+    let graph = GraphClient::new(app.http().clone(), &app.graph_base_url(number.kind));
     let result = async {
         let info = graph.media_info(&m.meta_media_id, token).await?;
         let bytes = graph.download(&info.url, token).await?;

@@ -1,5 +1,6 @@
 //! Phone numbers: validation, secret encryption, sandbox numbers.
 
+use chasqui_core::NumberKind;
 use chasqui_core::ids::{new_id, random_digits, random_token};
 use chasqui_store::numbers::{self, PhoneNumber};
 use chasqui_store::projects;
@@ -67,15 +68,12 @@ pub async fn create(
     project_id: &str,
     input: NumberInput,
 ) -> Result<PhoneNumber, AppError> {
-    let kind = match input.kind.as_deref().unwrap_or("cloud") {
-        "cloud" | "production" => "cloud",
-        "sandbox" => "sandbox",
-        other => {
-            return Err(AppError::invalid(format!(
-                "kind must be cloud or sandbox, not {other:?}"
-            )));
-        }
-    };
+    let kind: NumberKind = input
+        .kind
+        .as_deref()
+        .unwrap_or("cloud")
+        .parse()
+        .map_err(|e| AppError::invalid(format!("kind must be cloud or sandbox: {e}")))?;
     let mut errors = Vec::new();
     check_len(&mut errors, "name", &input.name, 200);
     check_len(
@@ -92,7 +90,7 @@ pub async fn create(
         &input.webhook_verify_token,
         512,
     );
-    let (pnid, waba, display, token, secret) = if kind == "cloud" {
+    let (pnid, waba, display, token, secret) = if kind == NumberKind::Cloud {
         for (field, value) in [
             ("phone_number_id", &input.phone_number_id),
             ("business_account_id", &input.business_account_id),
@@ -157,7 +155,7 @@ pub async fn create(
         customer_id,
         phone_number_id: pnid,
         business_account_id: waba,
-        kind: kind.to_owned(),
+        kind,
         name: input.name.map(|n| n.trim().to_owned()),
         display_phone_number: display,
         access_token_enc: key.encrypt(&token),
@@ -195,7 +193,7 @@ pub async fn update(
     if input
         .kind
         .as_deref()
-        .is_some_and(|k| k != number.kind && !(k == "production" && number.kind == "cloud"))
+        .is_some_and(|k| k.parse::<NumberKind>().ok() != Some(number.kind))
     {
         errors.push("kind cannot change".to_owned());
     }
@@ -221,7 +219,7 @@ pub async fn update(
         &input.webhook_verify_token,
         512,
     );
-    if number.kind == "sandbox"
+    if number.kind == NumberKind::Sandbox
         && (input.access_token.is_some()
             || input.app_secret.is_some()
             || input.business_account_id.is_some())

@@ -403,7 +403,7 @@ mod tests {
     fn payloads_are_valid_webhooks() {
         for n in [0, 1, 2, 50, 99] {
             let body = payload("123", n, 30, 1_780_000_000);
-            let envelope = chasqui_meta::webhook::Envelope::parse(&body).expect("envelope");
+            let envelope = chasqui_meta::webhook::Routing::parse(&body).expect("envelope");
             let (numbers, _) = envelope.addressees();
             assert_eq!(numbers, vec!["123".to_owned()]);
         }

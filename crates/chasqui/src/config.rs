@@ -132,16 +132,7 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Hides a URL's password.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let user = url[s + 3..at].split(':').next().unwrap_or_default();
-            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use chasqui_store::redact_url;
 
 fn check_http_url(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim().trim_end_matches('/');

@@ -9,4 +9,4 @@ pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use secrets::{InstanceKey, Secret};
-pub use status::{ConversationStatus, Direction, MessageStatus};
+pub use status::{ConversationStatus, Direction, MessageStatus, NumberKind};

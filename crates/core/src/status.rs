@@ -187,3 +187,41 @@ mod tests {
         );
     }
 }
+
+/// How a phone number reaches WhatsApp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NumberKind {
+    /// A real number on Meta's Cloud API (or whatever `--graph-base-url` points at).
+    Cloud,
+    /// A number served by the built-in sandbox.
+    Sandbox,
+}
+
+impl NumberKind {
+    /// The stored and rendered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberKind::Cloud => "cloud",
+            NumberKind::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl FromStr for NumberKind {
+    type Err = UnknownValue;
+
+    /// Accepts Kapso's `production` as an alias of `cloud`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cloud" | "production" => Ok(NumberKind::Cloud),
+            "sandbox" => Ok(NumberKind::Sandbox),
+            other => Err(UnknownValue(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for NumberKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

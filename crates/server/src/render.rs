@@ -247,7 +247,7 @@ pub(crate) fn number(n: &PhoneNumber) -> Value {
         "internal_id": n.id,
         "phone_number_id": n.phone_number_id,
         "business_account_id": n.business_account_id,
-        "kind": n.kind,
+        "kind": n.kind.as_str(),
         "name": n.name,
         "display_phone_number": n.display_phone_number,
         "display_phone_number_normalized": normalized,

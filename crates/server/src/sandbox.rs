@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::{App, AppError};
+use chasqui_core::NumberKind;
 use chasqui_sandbox::{Faults, InboundRequest, NumberConfig, Sandbox, StatusRequest};
 use chasqui_store::numbers::{self, PhoneNumber};
 use serde_json::json;
@@ -33,7 +34,7 @@ pub fn register_sandbox_number(
     sandbox: &Sandbox,
     number: &PhoneNumber,
 ) -> Result<(), AppError> {
-    if number.kind != "sandbox" {
+    if number.kind != NumberKind::Sandbox {
         return Ok(());
     }
     let creds = chasqui_app::numbers::credentials(app, number)?;
@@ -62,7 +63,7 @@ async fn sandbox_number(
     let number = numbers::find(state.app.db(), &project_id, id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Phone number")))?;
-    if number.kind != "sandbox" {
+    if number.kind != NumberKind::Sandbox {
         return Err(AppError::invalid("the sandbox only serves numbers of kind sandbox").into());
     }
     register_sandbox_number(&state.app, &state.sandbox, &number)?;

@@ -108,8 +108,8 @@ fn migrator() -> Migrator {
     }
 }
 
-/// Hides the password of a URL for messages.
-pub(crate) fn redact_url(url: &str) -> String {
+/// Hides the password of a URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

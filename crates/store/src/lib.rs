@@ -15,7 +15,7 @@ pub mod projects;
 mod query;
 pub mod testing;
 
-pub use db::{Backend, Db, StoreError};
+pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};
 pub use sqlx::AnyConnection as Conn;
 pub use sqlx::Connection;

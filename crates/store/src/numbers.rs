@@ -1,5 +1,6 @@
 //! Phone numbers (Meta's `phone_number_id` is the public id) and their encrypted secrets.
 
+use chasqui_core::NumberKind;
 use sqlx::any::AnyRow;
 
 use crate::Db;
@@ -18,8 +19,8 @@ pub struct PhoneNumber {
     pub phone_number_id: String,
     /// Meta's WhatsApp Business Account id.
     pub business_account_id: String,
-    /// `cloud` or `sandbox`.
-    pub kind: String,
+    /// How it reaches WhatsApp.
+    pub kind: NumberKind,
     /// Label.
     pub name: Option<String>,
     /// The number as displayed.
@@ -45,7 +46,9 @@ fn number(r: &AnyRow) -> crate::Result<PhoneNumber> {
         customer_id: col(r, "customer_id")?,
         phone_number_id: col(r, "phone_number_id")?,
         business_account_id: col(r, "business_account_id")?,
-        kind: col(r, "kind")?,
+        kind: col::<String>(r, "kind")?
+            .parse()
+            .map_err(|e| crate::StoreError::Corrupt(format!("phone number kind: {e}")))?,
         name: col(r, "name")?,
         display_phone_number: col(r, "display_phone_number")?,
         access_token_enc: col(r, "access_token_enc")?,
@@ -67,7 +70,7 @@ pub async fn insert(db: &Db, n: &PhoneNumber) -> crate::Result<()> {
     .bind(&n.customer_id)
     .bind(&n.phone_number_id)
     .bind(&n.business_account_id)
-    .bind(&n.kind)
+    .bind(n.kind.as_str())
     .bind(&n.name)
     .bind(&n.display_phone_number)
     .bind(&n.access_token_enc)
