@@ -191,3 +191,89 @@ async fn api_and_worker_nodes_share_postgres() {
     worker.wait().await.expect("stop");
     api.stop().await;
 }
+
+/// A stop while deliveries are in flight drains them: every acknowledged delivery is stored,
+/// and the next start applies whatever was not applied yet.
+async fn shutdown_drains_in_flight_deliveries(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let now = common::now_secs();
+    let (client, webhook_url) = (h.http.clone(), h.url("/webhooks/meta"));
+    let sends = (0..100).map(|i| {
+        let http = client.clone();
+        let url = webhook_url.clone();
+        async move {
+            let body = common::envelope(vec![common::text_change(
+                &format!("wamid.DRAIN{i}"),
+                "16505551111",
+                now + i,
+                "x",
+            )]);
+            let signature = chasqui_meta::sign(APP_SECRET.as_bytes(), &body);
+            http.post(url)
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let running = h.running.take().expect("running");
+    let (results, stopped) = tokio::join!(futures::future::join_all(sends), async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        running.stop();
+        running.wait().await
+    });
+    stopped.expect("clean stop");
+    let acknowledged = results.iter().filter(|r| matches!(r, Ok(200))).count();
+    assert!(acknowledged > 0, "{results:?}");
+    // Restart on the same database: everything acknowledged is there and gets applied.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("c.toml"), "").expect("config");
+    let args = ConfigArgs {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(h.dir.path().to_path_buf()),
+        database_url: Some(h.database_url.clone()),
+        config: Some(dir.path().join("c.toml")),
+        ..Default::default()
+    };
+    let again = chasqui::node::start(args.resolve().expect("config"))
+        .await
+        .expect("restart");
+    let stored = chasqui_store::events::total_count(again.app.db())
+        .await
+        .expect("count") as usize;
+    assert!(
+        stored >= acknowledged,
+        "stored {stored} < acknowledged {acknowledged}"
+    );
+    let db = again.app.db().clone();
+    wait_until("restart applies the rest", || async {
+        chasqui_store::events::pending_count(&db)
+            .await
+            .expect("count")
+            == 0
+    })
+    .await;
+    let base = format!("http://{}", again.addr);
+    let r: Value = h
+        .http
+        .get(format!(
+            "{base}/meta/whatsapp/v24.0/{CLOUD_PNID}/conversations"
+        ))
+        .header("x-api-key", &h.key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        r["data"][0]["kapso"]["messages_count"]
+            .as_u64()
+            .expect("count") as usize,
+        stored
+    );
+    again.stop();
+    again.wait().await.expect("stop");
+}
+both_backends!(shutdown_drains_in_flight_deliveries);
