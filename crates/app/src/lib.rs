@@ -6,6 +6,7 @@ pub mod directory;
 pub mod error;
 pub mod ingest;
 pub mod media;
+pub mod messaging;
 pub mod numbers;
 pub mod processing;
 pub mod projects;

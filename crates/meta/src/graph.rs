@@ -85,6 +85,28 @@ impl GraphClient {
         Ok(check(response).await?.json().await?)
     }
 
+    /// `POST /{version}/{phone_number_id}/messages` with the caller's body, returning Meta's
+    /// status and body unchanged (errors included: the proxy answers them as they are).
+    pub async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), GraphError> {
+        let url = format!("{}/{VERSION}/{phone_number_id}/messages", self.base_url);
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.bytes().await?))
+    }
+
     /// Downloads the bytes behind a media URL.
     pub async fn download(&self, url: &str, token: &str) -> Result<Bytes, GraphError> {
         let response = self

@@ -145,7 +145,10 @@ impl Sandbox {
             .or_default()
             .push(Value::Object(request));
         let sandbox = self.clone();
-        let (w, recipient) = (wamid.clone(), to.clone());
+        let (w, recipient) = (
+            wamid.clone(),
+            to.chars().filter(char::is_ascii_digit).collect::<String>(),
+        );
         tokio::spawn(async move {
             let mut statuses = if kind == "reaction" {
                 vec!["sent"]
@@ -167,7 +170,7 @@ impl Sandbox {
         });
         Json(json!({
             "messaging_product": "whatsapp",
-            "contacts": [{ "input": to, "wa_id": to }],
+            "contacts": [{ "input": to, "wa_id": to.chars().filter(char::is_ascii_digit).collect::<String>() }],
             "messages": [{ "id": wamid }],
         }))
         .into_response()

@@ -1,10 +1,13 @@
 //! The Meta proxy's read extensions (`/meta/whatsapp/vN.0/{phone_number_id}/...`): stored
 //! messages, conversations and contacts in Meta's shapes with Kapso's `kapso` block.
 
+use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chasqui_app::messaging::{self, SendError};
 use chasqui_store::{contacts, conversations, messages};
 use serde_json::{Value, json};
 
@@ -21,7 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/meta/whatsapp/{version}/{phone_number_id}/messages",
-            get(list_messages),
+            get(list_messages).post(send_message),
         )
         .route(
             "/meta/whatsapp/{version}/{phone_number_id}/messages/{wamid}",
@@ -156,4 +159,54 @@ async fn list_contacts(
         })
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+/// `POST /{phone_number_id}/messages`: Meta's send, recorded and tracked; Meta's answer is
+/// returned unchanged.
+async fn send_message(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = check_version(&version) {
+        return e.into_response();
+    }
+    let number = match auth::number(&state, &headers, &pnid).await {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    match messaging::send(&state.app, &number, &body, key).await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                answer.body,
+            )
+                .into_response()
+        }
+        Err(SendError::Invalid(details)) => GraphError::param(details).into_response(),
+        Err(e @ (SendError::InFlight | SendError::KeyInProgress)) => {
+            let mut response =
+                GraphError::new(StatusCode::CONFLICT, 131056, e.to_string()).into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
+        Err(e @ SendError::KeyReused) => {
+            GraphError::new(StatusCode::UNPROCESSABLE_ENTITY, 100, e.to_string()).into_response()
+        }
+        Err(e @ SendError::Upstream(_)) => {
+            tracing::warn!(error = %e, "send failed upstream");
+            GraphError::new(StatusCode::BAD_GATEWAY, 1, e.to_string()).into_response()
+        }
+        Err(SendError::Store(e)) => GraphError::from(e).into_response(),
+    }
 }

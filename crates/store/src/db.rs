@@ -86,8 +86,10 @@ fn inbox_path(path: &str) -> String {
         .into_owned()
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "send", include_str!("../migrations/0002_send.sql")),
+];
 
 fn migrator() -> Migrator {
     let migrations = MIGRATIONS

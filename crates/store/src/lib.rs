@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod conversations;
 mod db;
 pub mod events;
+pub mod idempotency;
 pub mod jobs;
 pub mod media;
 pub mod messages;
@@ -19,6 +20,7 @@ pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};
 pub use sqlx::AnyConnection as Conn;
 pub use sqlx::Connection;
+pub use sqlx::Error as SqlxError;
 
 /// Result alias for storage calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

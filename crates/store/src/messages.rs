@@ -314,3 +314,105 @@ pub async fn statuses(
         .map(|r| Ok((col(r, "wamid")?, col(r, "raw")?)))
         .collect()
 }
+
+/// Records an outbound message whose Graph call is about to run. Fails with a unique
+/// violation when another message of the conversation is in flight.
+pub async fn begin_send(db: &Db, m: &NewMessage) -> crate::Result<()> {
+    sqlx::query(
+        "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at, in_flight) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, 1)",
+    )
+    .bind(&m.id)
+    .bind(&m.project_id)
+    .bind(&m.phone_number_id)
+    .bind(&m.conversation_id)
+    .bind(&m.contact_id)
+    .bind(&m.wamid)
+    .bind(&m.direction)
+    .bind(&m.message_type)
+    .bind(&m.status)
+    .bind(m.status_rank)
+    .bind(&m.body)
+    .bind(&m.content)
+    .bind(i64::from(m.has_media))
+    .bind(&m.media_id)
+    .bind(m.sent_at)
+    .bind(m.created_at)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Ends an in-flight send that never finished (its node died mid-call) so the conversation
+/// is not blocked forever; returns whether one was ended.
+pub async fn expire_in_flight(
+    db: &Db,
+    conversation_id: &str,
+    started_before: i64,
+    now: i64,
+) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE messages SET in_flight = 0, status = 'failed', status_rank = 6, error = 'interrupted: the send did not complete', updated_at = $1 \
+         WHERE conversation_id = $2 AND in_flight = 1 AND created_at < $3",
+    )
+    .bind(now)
+    .bind(conversation_id)
+    .bind(started_before)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Completes an accepted send: the message takes Meta's wamid. A status webhook that arrived
+/// before this (and made a stub under that wamid) is folded in: the stub goes, its statuses
+/// stay in the history and move the message forward.
+pub async fn finish_send(
+    db: &Db,
+    id: &str,
+    phone_number_id: &str,
+    wamid: &str,
+    now: i64,
+) -> crate::Result<()> {
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(
+        "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3",
+    )
+    .bind(phone_number_id)
+    .bind(wamid)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE messages SET wamid = $1, in_flight = 0, updated_at = $2 WHERE id = $3")
+        .bind(wamid)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let seen: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM message_statuses WHERE phone_number_id = $1 AND wamid = $2",
+    )
+    .bind(phone_number_id)
+    .bind(wamid)
+    .fetch_all(&mut *tx)
+    .await?;
+    for status in seen {
+        if let Ok(s) = status.parse::<chasqui_core::MessageStatus>() {
+            advance_status(&mut tx, phone_number_id, wamid, s.as_str(), s.rank(), now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records a send that Meta refused: `failed` with Meta's error.
+pub async fn fail_send(db: &Db, id: &str, error: &str, now: i64) -> crate::Result<()> {
+    sqlx::query(
+        "UPDATE messages SET in_flight = 0, status = 'failed', status_rank = 6, error = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}

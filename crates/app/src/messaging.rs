@@ -1,0 +1,331 @@
+//! Sending through the Meta-compatible proxy: validate, record the message (pending, in
+//! flight) and its conversation before the Graph call, then store Meta's answer. One send at
+//! a time per conversation; an `Idempotency-Key` replays the first answer.
+
+use chasqui_core::ids::new_id;
+use chasqui_core::status::{CONVERSATION_IDLE_MILLIS, MessageStatus};
+use chasqui_meta::graph::GraphClient;
+use chasqui_store::contacts::{self, Identity};
+use chasqui_store::conversations::{self, Activity};
+use chasqui_store::idempotency::{self, Claim};
+use chasqui_store::messages::{self, NewMessage};
+use chasqui_store::numbers::PhoneNumber;
+use chasqui_store::projects::is_unique_violation;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::App;
+
+/// How long an in-flight send may last before it is considered interrupted.
+const IN_FLIGHT_MILLIS: i64 = 60_000;
+/// Longest text body Meta accepts.
+const MAX_TEXT: usize = 4096;
+/// Message types the Cloud API sends.
+const TYPES: [&str; 13] = [
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "template",
+    "reaction",
+    "button",
+    "order",
+];
+
+/// Why a send did not reach Meta.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request is invalid (Meta's error 100, HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Another message of the conversation is in flight (409, retry shortly).
+    #[error("another message is in flight for this conversation; retry shortly")]
+    InFlight,
+    /// The idempotency key was used with another body (422).
+    #[error("Idempotency-Key was already used with a different request body")]
+    KeyReused,
+    /// The first request with this idempotency key is still running (409).
+    #[error("a request with this Idempotency-Key is still in progress")]
+    KeyInProgress,
+    /// Meta could not be reached (502).
+    #[error("the Graph API could not be reached: {0}")]
+    Upstream(String),
+    /// Storage failed (500).
+    #[error(transparent)]
+    Store(#[from] chasqui_store::StoreError),
+}
+
+impl From<chasqui_store::SqlxError> for SendError {
+    fn from(e: chasqui_store::SqlxError) -> Self {
+        SendError::Store(e.into())
+    }
+}
+
+/// Meta's answer, passed through unchanged.
+#[derive(Debug, Clone)]
+pub struct GraphAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+fn invalid(details: impl Into<String>) -> SendError {
+    SendError::Invalid(details.into())
+}
+
+/// The recipient's wa_id from `to`/`recipient` (digits only).
+fn recipient(request: &serde_json::Map<String, Value>) -> Result<String, SendError> {
+    let raw = request
+        .get("to")
+        .or_else(|| request.get("recipient"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("The parameter to is required."))?;
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let clean = raw
+        .chars()
+        .all(|c| c.is_ascii_digit() || "+ -()".contains(c));
+    if !clean || !(5..=20).contains(&digits.len()) {
+        return Err(invalid(format!(
+            "The parameter to is not a valid phone number: {raw:?}"
+        )));
+    }
+    Ok(digits)
+}
+
+/// Validates the parts of a send request every type shares, and a text body.
+fn validate(request: &serde_json::Map<String, Value>) -> Result<String, SendError> {
+    if request.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+        return Err(invalid(
+            "The parameter messaging_product is required and must be \"whatsapp\".",
+        ));
+    }
+    let kind = request
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text");
+    if !TYPES.contains(&kind) {
+        return Err(invalid(format!("Unsupported message type {kind:?}.")));
+    }
+    let payload = request
+        .get(kind)
+        .ok_or_else(|| invalid(format!("The parameter {kind} is required.")))?;
+    if !payload.is_object() {
+        return Err(invalid(format!("The parameter {kind} must be an object.")));
+    }
+    if kind == "text" {
+        let body = payload
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if body.trim().is_empty() {
+            return Err(invalid("The parameter text.body is required."));
+        }
+        if body.chars().count() > MAX_TEXT {
+            return Err(invalid(format!(
+                "text.body is longer than {MAX_TEXT} characters."
+            )));
+        }
+        if payload.get("preview_url").is_some_and(|p| !p.is_boolean()) {
+            return Err(invalid("text.preview_url must be a boolean."));
+        }
+    }
+    Ok(kind.to_owned())
+}
+
+/// Sends `body` (Meta's send request) from `number`.
+pub async fn send(
+    app: &App,
+    number: &PhoneNumber,
+    body: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<GraphAnswer, SendError> {
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+        return Err(invalid("The request body must be a JSON object."));
+    };
+    let key = match idempotency_key {
+        Some(k) if k.is_empty() || k.len() > 255 => {
+            return Err(invalid("Idempotency-Key must be 1 to 255 characters."));
+        }
+        other => other,
+    };
+    if let Some(key) = key {
+        let canonical = serde_json::to_vec(&request).unwrap_or_default();
+        let hash = hex::encode(Sha256::digest(&canonical));
+        match idempotency::claim(app.db(), &number.project_id, key, &hash, app.now()).await? {
+            Claim::New => {}
+            Claim::Done { status, body } => {
+                return Ok(GraphAnswer {
+                    status,
+                    body: body.into_bytes(),
+                });
+            }
+            Claim::InProgress => return Err(SendError::KeyInProgress),
+            Claim::Mismatch => return Err(SendError::KeyReused),
+        }
+    }
+    let result = send_once(app, number, request).await;
+    if let Some(key) = key {
+        match &result {
+            Ok(answer) => {
+                let text = String::from_utf8_lossy(&answer.body);
+                idempotency::complete(app.db(), &number.project_id, key, answer.status, &text)
+                    .await?;
+            }
+            // Nothing reached Meta: the same key may be retried.
+            Err(_) => idempotency::release(app.db(), &number.project_id, key).await?,
+        }
+    }
+    result
+}
+
+async fn send_once(
+    app: &App,
+    number: &PhoneNumber,
+    request: serde_json::Map<String, Value>,
+) -> Result<GraphAnswer, SendError> {
+    let creds =
+        crate::numbers::credentials(app, number).map_err(|e| SendError::Upstream(e.to_string()))?;
+    let graph = GraphClient::new(app.http().clone(), &app.graph_base_url(number.kind));
+    let raw = serde_json::to_vec(&request).unwrap_or_default();
+
+    // Mark-as-read (and typing indicators) change no stored message: pass through.
+    if request.get("status").and_then(Value::as_str) == Some("read") {
+        if request.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+            return Err(invalid(
+                "The parameter messaging_product is required and must be \"whatsapp\".",
+            ));
+        }
+        if request.get("message_id").and_then(Value::as_str).is_none() {
+            return Err(invalid("The parameter message_id is required."));
+        }
+        let (status, body) = graph
+            .send_message(&number.phone_number_id, creds.access_token.expose(), raw)
+            .await
+            .map_err(|e| SendError::Upstream(e.to_string()))?;
+        return Ok(GraphAnswer {
+            status,
+            body: body.to_vec(),
+        });
+    }
+
+    let kind = validate(&request)?;
+    let wa_id = recipient(&request)?;
+    let now = app.now();
+    let db = app.db();
+
+    // The contact and its conversation exist before the call.
+    let conversation_id = {
+        let mut tx = db.writer().begin().await?;
+        let identity = Identity {
+            wa_id: Some(wa_id.clone()),
+            user_id: None,
+            profile_name: None,
+        };
+        let contact_id =
+            contacts::upsert(&mut tx, &number.project_id, &identity, &new_id(), now).await?;
+        let thread = conversations::Thread {
+            project_id: &number.project_id,
+            phone_number_id: &number.phone_number_id,
+            contact_id: &contact_id,
+        };
+        let (conversation_id, _) = conversations::current(
+            &mut tx,
+            thread,
+            &new_id(),
+            now,
+            CONVERSATION_IDLE_MILLIS,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        (conversation_id, contact_id)
+    };
+    let (conversation_id, contact_id) = conversation_id;
+
+    let id = new_id();
+    let content = chasqui_meta::content::render(&Value::Object(request.clone()));
+    let message = NewMessage {
+        id: id.clone(),
+        project_id: number.project_id.clone(),
+        phone_number_id: number.phone_number_id.clone(),
+        conversation_id: Some(conversation_id.clone()),
+        contact_id: Some(contact_id),
+        wamid: format!("pending.{id}"),
+        direction: "outbound".into(),
+        message_type: kind.clone(),
+        status: MessageStatus::Pending.as_str().into(),
+        status_rank: MessageStatus::Pending.rank(),
+        body: Value::Object(request.clone()).to_string(),
+        content: content.clone(),
+        has_media: chasqui_meta::content::MEDIA_TYPES.contains(&kind.as_str()),
+        media_id: None,
+        sent_at: now,
+        created_at: now,
+    };
+    if let Err(e) = messages::begin_send(db, &message).await {
+        if !is_unique_violation(&e) {
+            return Err(e.into());
+        }
+        // One send per conversation at a time; an abandoned one does not block forever.
+        if !messages::expire_in_flight(db, &conversation_id, now - IN_FLIGHT_MILLIS, now).await? {
+            return Err(SendError::InFlight);
+        }
+        if let Err(e) = messages::begin_send(db, &message).await {
+            return Err(if is_unique_violation(&e) {
+                SendError::InFlight
+            } else {
+                e.into()
+            });
+        }
+    }
+
+    let answer = graph
+        .send_message(&number.phone_number_id, creds.access_token.expose(), raw)
+        .await;
+    let (status, body) = match answer {
+        Ok(found) => found,
+        Err(e) => {
+            messages::fail_send(
+                db,
+                &id,
+                &format!("{{\"transport\":{:?}}}", e.to_string()),
+                app.now(),
+            )
+            .await?;
+            return Err(SendError::Upstream(e.to_string()));
+        }
+    };
+    let wamid = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.pointer("/messages/0/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    match wamid {
+        Some(wamid) if (200..300).contains(&status) => {
+            messages::finish_send(db, &id, &number.phone_number_id, &wamid, app.now()).await?;
+            let mut conn = db.writer().acquire().await?;
+            let activity = Activity {
+                wamid: &wamid,
+                message_type: &kind,
+                text: &content,
+                at: now,
+                inbound: false,
+            };
+            conversations::record_activity(&mut conn, &conversation_id, &activity, app.now())
+                .await?;
+        }
+        _ => {
+            messages::fail_send(db, &id, &String::from_utf8_lossy(&body), app.now()).await?;
+        }
+    }
+    Ok(GraphAnswer {
+        status,
+        body: body.to_vec(),
+    })
+}

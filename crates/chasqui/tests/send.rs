@@ -1,0 +1,183 @@
+//! End-to-end: sending through the Meta proxy to the sandbox, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Backend, Harness, wait_until};
+use serde_json::{Value, json};
+
+async fn post_send(
+    h: &Harness,
+    pnid: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> (u16, Value, Option<String>) {
+    let mut request = h
+        .http
+        .post(h.url(&format!("/meta/whatsapp/v24.0/{pnid}/messages")))
+        .header("x-api-key", &h.key)
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let r = request.send().await.expect("send");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, r.json().await.unwrap_or(Value::Null), retry)
+}
+
+async fn text_send_is_stored_and_tracked(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    h.customer_says(
+        "15550001234",
+        "Ana",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    )
+    .await;
+    h.settle().await;
+    let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+1 555 000 1234",
+        "type": "text", "text": {"preview_url": false, "body": "Hola Ana, we open at 9."}});
+    let (status, answer, _) = post_send(&h, &pnid, &body, Some("order-1")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["contacts"][0]["wa_id"], "15550001234");
+    let wamid = answer["messages"][0]["id"]
+        .as_str()
+        .expect("wamid")
+        .to_owned();
+
+    // The same key and body replays the first answer without sending again; another body is 422.
+    let (status, again, _) = post_send(&h, &pnid, &body, Some("order-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, answer);
+    let mut other = body.clone();
+    other["text"]["body"] = json!("something else");
+    let (status, err, _) = post_send(&h, &pnid, &other, Some("order-1")).await;
+    assert_eq!(status, 422, "{err}");
+    let (_, outbox) = h
+        .get(&format!("/sandbox/v1/phone_numbers/{pnid}/outbox"))
+        .await;
+    assert_eq!(outbox["data"].as_array().expect("outbox").len(), 1);
+    assert_eq!(outbox["data"][0]["text"]["body"], "Hola Ana, we open at 9.");
+
+    // The sandbox's status webhooks move it to read; it belongs to Ana's conversation.
+    wait_until("read status", || async {
+        let (status, m) = h
+            .get(&format!("/meta/whatsapp/v24.0/{pnid}/messages/{wamid}"))
+            .await;
+        status == 200 && m["kapso"]["status"] == "read"
+    })
+    .await;
+    let (_, m) = h
+        .get(&format!("/meta/whatsapp/v24.0/{pnid}/messages/{wamid}"))
+        .await;
+    assert_eq!(m["kapso"]["direction"], "outbound");
+    assert_eq!(m["kapso"]["content"], "Hola Ana, we open at 9.");
+    assert_eq!(m["kapso"]["statuses"].as_array().expect("history").len(), 3);
+    let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    assert_eq!(convs["data"].as_array().expect("data").len(), 1);
+    assert_eq!(convs["data"][0]["kapso"]["messages_count"], 2);
+    assert_eq!(convs["data"][0]["kapso"]["last_message_id"], wamid.as_str());
+    assert!(convs["data"][0]["kapso"]["last_outbound_at"].is_string());
+    h.stop().await;
+}
+both_backends!(text_send_is_stored_and_tracked);
+
+async fn send_errors(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let cases = [
+        json!({"to": "15550001234", "type": "text", "text": {"body": "x"}}),
+        json!({"messaging_product": "whatsapp", "type": "text", "text": {"body": "x"}}),
+        json!({"messaging_product": "whatsapp", "to": "not a number", "type": "text", "text": {"body": "x"}}),
+        json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "text", "text": {"body": ""}}),
+        json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "text", "text": {"body": "x".repeat(4097)}}),
+        json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "hologram", "hologram": {}}),
+        json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "image"}),
+    ];
+    for body in &cases {
+        let (status, err, _) = post_send(&h, &pnid, body, None).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["error"]["code"], 100, "{err}");
+        assert!(err["error"]["fbtrace_id"].is_string());
+    }
+    let r = h
+        .http
+        .post(h.url(&format!("/meta/whatsapp/v24.0/{pnid}/messages")))
+        .header("x-api-key", &h.key)
+        .body("{")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+
+    // A Graph 5xx is answered as Meta answered it, and the message is stored as failed.
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            &format!("/sandbox/v1/phone_numbers/{pnid}/faults"),
+            json!({"graph_errors": 1}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let body = json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "text", "text": {"body": "retry me"}});
+    let (status, err, _) = post_send(&h, &pnid, &body, None).await;
+    assert_eq!(status, 500, "{err}");
+    assert_eq!(err["error"]["code"], 1);
+    let (_, failed) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages?direction=outbound&status=failed"
+        ))
+        .await;
+    assert_eq!(failed["data"].as_array().expect("data").len(), 1);
+    // The conversation is free again: the next send goes through.
+    let (status, ok, _) = post_send(&h, &pnid, &body, None).await;
+    assert_eq!(status, 200, "{ok}");
+
+    // While a send is in flight in the conversation, another gets 409 with Retry-After.
+    let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    let conversation_id = convs["data"][0]["id"].as_str().expect("id").to_owned();
+    let now = common::now_secs() * 1000;
+    let blocking = chasqui_store::messages::NewMessage {
+        id: chasqui_core::ids::new_id(),
+        project_id: h.project_id.clone(),
+        phone_number_id: pnid.clone(),
+        conversation_id: Some(conversation_id),
+        contact_id: None,
+        wamid: "pending.test".into(),
+        direction: "outbound".into(),
+        message_type: "text".into(),
+        status: "pending".into(),
+        status_rank: 0,
+        body: "{}".into(),
+        content: String::new(),
+        has_media: false,
+        media_id: None,
+        sent_at: now,
+        created_at: now,
+    };
+    chasqui_store::messages::begin_send(h.app().db(), &blocking)
+        .await
+        .expect("in flight");
+    let (status, err, retry) = post_send(&h, &pnid, &body, None).await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    // Another project's key cannot send from this number.
+    let other = chasqui_app::projects::create(h.app(), "Other")
+        .await
+        .expect("project");
+    let r = h
+        .http
+        .post(h.url(&format!("/meta/whatsapp/v24.0/{pnid}/messages")))
+        .header("x-api-key", &other.api_key)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    h.stop().await;
+}
+both_backends!(send_errors);
