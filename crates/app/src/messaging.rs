@@ -43,6 +43,12 @@ pub enum SendError {
     /// The request is invalid (Meta's error 100, HTTP 400).
     #[error("{0}")]
     Invalid(String),
+    /// A free-form message outside the 24-hour customer-service window (Meta's 131047),
+    /// refused before spending a Graph call.
+    #[error(
+        "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
+    )]
+    WindowClosed,
     /// Another message of the conversation is in flight (409, retry shortly).
     #[error("another message is in flight for this conversation; retry shortly")]
     InFlight,
@@ -247,6 +253,16 @@ async fn send_once(
         (conversation_id, contact_id)
     };
     let (conversation_id, contact_id) = conversation_id;
+    if kind != "template" {
+        let last_inbound = conversations::get(db, &number.project_id, &conversation_id)
+            .await?
+            .and_then(|c| c.last_inbound_at);
+        let open = last_inbound
+            .is_some_and(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now);
+        if !open {
+            return Err(SendError::WindowClosed);
+        }
+    }
 
     let id = new_id();
     let content = chasqui_meta::content::render(&Value::Object(request.clone()));

@@ -89,6 +89,40 @@ both_backends!(text_send_is_stored_and_tracked);
 async fn send_errors(backend: Backend) {
     let mut h = Harness::start(backend).await;
     let pnid = h.sandbox_pnid.clone();
+    // Outside the 24-hour window a free-form message is refused up front (131047), nothing sent.
+    let body = json!({"messaging_product": "whatsapp", "to": "15550001234", "type": "text", "text": {"body": "hello?"}});
+    let (status, err, _) = post_send(&h, &pnid, &body, None).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], 131047);
+    assert!(
+        err["error"]["error_data"]["details"]
+            .as_str()
+            .expect("details")
+            .contains("24 hours")
+    );
+    let (_, outbox) = h
+        .get(&format!("/sandbox/v1/phone_numbers/{pnid}/outbox"))
+        .await;
+    assert_eq!(outbox["data"].as_array().expect("outbox").len(), 0);
+    let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    assert_eq!(
+        convs["data"][0]["kapso"]["customer_service_window_open"],
+        false
+    );
+    // The customer writes: the window opens.
+    h.customer_says(
+        "15550001234",
+        "Bea",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    )
+    .await;
+    h.settle().await;
+    let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
+    assert_eq!(
+        convs["data"][0]["kapso"]["customer_service_window_open"],
+        true
+    );
+    assert!(convs["data"][0]["kapso"]["customer_service_window_expires_at"].is_string());
     let cases = [
         json!({"to": "15550001234", "type": "text", "text": {"body": "x"}}),
         json!({"messaging_product": "whatsapp", "type": "text", "text": {"body": "x"}}),
@@ -103,6 +137,7 @@ async fn send_errors(backend: Backend) {
         assert_eq!(status, 400, "{body}: {err}");
         assert_eq!(err["error"]["code"], 100, "{err}");
         assert!(err["error"]["fbtrace_id"].is_string());
+        assert!(err["error"]["error_data"]["details"].is_string(), "{err}");
     }
     let r = h
         .http

@@ -157,6 +157,10 @@ impl FromStr for ConversationStatus {
 /// How long a conversation stays active without messages.
 pub const CONVERSATION_IDLE_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
+/// Meta's customer-service window: free-form messages may be sent for 24 hours after the
+/// customer's last message; outside it only templates.
+pub const CUSTOMER_SERVICE_WINDOW_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

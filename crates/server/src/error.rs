@@ -69,6 +69,7 @@ pub struct GraphError {
     status: StatusCode,
     code: i64,
     message: String,
+    details: Option<String>,
 }
 
 impl GraphError {
@@ -77,15 +78,19 @@ impl GraphError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
 
-    pub(crate) fn param(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            100,
-            format!("(#100) {}", message.into()),
-        )
+    /// Adds Meta's `error_data.details`.
+    pub(crate) fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+
+    /// Meta's error 100 with the reason in `error_data.details`.
+    pub(crate) fn param(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter").with_details(details)
     }
 
     pub(crate) fn not_found(what: &str) -> Self {
@@ -117,6 +122,7 @@ impl From<AppError> for GraphError {
             status,
             code,
             message,
+            details: None,
         }
     }
 }
@@ -130,12 +136,16 @@ impl From<chasqui_store::StoreError> for GraphError {
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let trace = hex::encode(chasqui_core::ids::random_bytes::<8>());
-        let body = json!({ "error": {
+        let mut error = json!({
             "message": self.message,
-            "type": if self.code == 190 { "OAuthException" } else { "GraphMethodException" },
+            "type": if self.code == 190 || self.code >= 1000 { "OAuthException" } else { "GraphMethodException" },
             "code": self.code,
             "fbtrace_id": format!("CHQ{trace}"),
-        }});
+        });
+        if let Some(details) = self.details {
+            error["error_data"] = json!({ "messaging_product": "whatsapp", "details": details });
+        }
+        let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }

@@ -389,7 +389,7 @@ async fn list_conversations(
     let data = page
         .items
         .iter()
-        .map(|c| render::conversation(c, &fields))
+        .map(|c| render::conversation(c, &fields, state.app.now()))
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
 }
@@ -405,7 +405,9 @@ async fn get_conversation(
     let c = conversations::get(state.app.db(), &project_id, &id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Conversation")))?;
-    Ok(Json(json!({ "data": render::conversation(&c, &fields) })))
+    Ok(Json(
+        json!({ "data": render::conversation(&c, &fields, state.app.now()) }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -463,7 +465,9 @@ async fn update_conversation(
         .await?
         .ok_or(ApiError(AppError::NotFound("Conversation")))?;
     let fields = KapsoFields::conversations(None).map_err(bad)?;
-    Ok(Json(json!({ "data": render::conversation(&c, &fields) })))
+    Ok(Json(
+        json!({ "data": render::conversation(&c, &fields, state.app.now()) }),
+    ))
 }
 
 pub(crate) fn message_filter(params: &Params) -> ApiResult<MessageFilter> {

@@ -118,7 +118,7 @@ async fn list_conversations(
     let data = page
         .items
         .iter()
-        .map(|c| render::conversation(c, &fields))
+        .map(|c| render::conversation(c, &fields, state.app.now()))
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
 }
@@ -200,6 +200,13 @@ async fn send_message(
             );
             response
         }
+        Err(e @ SendError::WindowClosed) => GraphError::new(
+            StatusCode::BAD_REQUEST,
+            131047,
+            "(#131047) Re-engagement message",
+        )
+        .with_details(e.to_string())
+        .into_response(),
         Err(e @ SendError::KeyReused) => {
             GraphError::new(StatusCode::UNPROCESSABLE_ENTITY, 100, e.to_string()).into_response()
         }

@@ -68,6 +68,8 @@ const CONVERSATION_FIELDS: &[&str] = &[
     "last_message_text",
     "last_inbound_at",
     "last_outbound_at",
+    "customer_service_window_open",
+    "customer_service_window_expires_at",
 ];
 
 /// Which `kapso` fields to render.
@@ -208,7 +210,7 @@ pub(crate) fn message(
 }
 
 /// A conversation in Kapso's shape.
-pub(crate) fn conversation(c: &Conversation, fields: &KapsoFields) -> Value {
+pub(crate) fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> Value {
     let mut out = json!({
         "id": c.id,
         "phone_number": c.wa_id.as_ref().map(|w| format!("+{w}")),
@@ -230,6 +232,17 @@ pub(crate) fn conversation(c: &Conversation, fields: &KapsoFields) -> Value {
     k.insert("last_message_text".into(), json!(c.last_message_text));
     k.insert("last_inbound_at".into(), iso_opt(c.last_inbound_at));
     k.insert("last_outbound_at".into(), iso_opt(c.last_outbound_at));
+    let window_ends = c
+        .last_inbound_at
+        .map(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS);
+    k.insert(
+        "customer_service_window_open".into(),
+        json!(window_ends.is_some_and(|end| end > now)),
+    );
+    k.insert(
+        "customer_service_window_expires_at".into(),
+        iso_opt(window_ends),
+    );
     if let (Some(block), Value::Object(map)) = (fields.filter(k), &mut out) {
         map.insert("kapso".into(), block);
     }
