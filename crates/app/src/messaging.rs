@@ -18,25 +18,6 @@ use crate::App;
 
 /// How long an in-flight send may last before it is considered interrupted.
 const IN_FLIGHT_MILLIS: i64 = 60_000;
-/// Longest text body Meta accepts.
-const MAX_TEXT: usize = 4096;
-/// Message types the Cloud API sends.
-const TYPES: [&str; 13] = [
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "interactive",
-    "template",
-    "reaction",
-    "button",
-    "order",
-];
-
 /// Why a send did not reach Meta.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -102,46 +83,6 @@ fn recipient(request: &serde_json::Map<String, Value>) -> Result<String, SendErr
         )));
     }
     Ok(digits)
-}
-
-/// Validates the parts of a send request every type shares, and a text body.
-fn validate(request: &serde_json::Map<String, Value>) -> Result<String, SendError> {
-    if request.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
-        return Err(invalid(
-            "The parameter messaging_product is required and must be \"whatsapp\".",
-        ));
-    }
-    let kind = request
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("text");
-    if !TYPES.contains(&kind) {
-        return Err(invalid(format!("Unsupported message type {kind:?}.")));
-    }
-    let payload = request
-        .get(kind)
-        .ok_or_else(|| invalid(format!("The parameter {kind} is required.")))?;
-    if !payload.is_object() {
-        return Err(invalid(format!("The parameter {kind} must be an object.")));
-    }
-    if kind == "text" {
-        let body = payload
-            .get("body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if body.trim().is_empty() {
-            return Err(invalid("The parameter text.body is required."));
-        }
-        if body.chars().count() > MAX_TEXT {
-            return Err(invalid(format!(
-                "text.body is longer than {MAX_TEXT} characters."
-            )));
-        }
-        if payload.get("preview_url").is_some_and(|p| !p.is_boolean()) {
-            return Err(invalid("text.preview_url must be a boolean."));
-        }
-    }
-    Ok(kind.to_owned())
 }
 
 /// Sends `body` (Meta's send request) from `number`.
@@ -220,7 +161,7 @@ async fn send_once(
         });
     }
 
-    let kind = validate(&request)?;
+    let kind = chasqui_meta::send::validate(&request).map_err(SendError::Invalid)?;
     let wa_id = recipient(&request)?;
     let now = app.now();
     let db = app.db();

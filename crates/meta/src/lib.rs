@@ -5,6 +5,7 @@
 pub mod content;
 pub mod graph;
 pub mod json;
+pub mod send;
 pub mod signature;
 pub mod webhook;
 
