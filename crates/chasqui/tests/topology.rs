@@ -106,6 +106,33 @@ async fn cloud_number_against_standalone_sandbox(backend: Backend) {
     })
     .await;
 
+    // Outside the customer's 24-hour window Meta accepts, then fails the message with 131047.
+    let late: Value = h
+        .http
+        .post(format!("{sandbox_url}/v24.0/{CLOUD_PNID}/messages"))
+        .json(&json!({"messaging_product": "whatsapp", "to": "5491100000000", "type": "text", "text": {"body": "hello?"}}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let late_id = late["messages"][0]["id"]
+        .as_str()
+        .expect("wamid")
+        .to_owned();
+    wait_until("131047 failure stored", || async {
+        let (status, m) = h
+            .get(&format!(
+                "/meta/whatsapp/v24.0/{CLOUD_PNID}/messages/{late_id}"
+            ))
+            .await;
+        status == 200
+            && m["kapso"]["status"] == "failed"
+            && m["kapso"]["statuses"][0]["errors"][0]["code"] == 131047
+    })
+    .await;
+
     // Injected 5xx for the next Graph call.
     let r = h
         .http

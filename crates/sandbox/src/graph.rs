@@ -139,17 +139,42 @@ impl Sandbox {
             json!(crate::state::now_secs().to_string()),
         );
         request.insert("type".into(), json!(kind));
-        self.world()
-            .outbox
-            .entry(phone_number_id.to_owned())
-            .or_default()
-            .push(Value::Object(request));
         let sandbox = self.clone();
         let (w, recipient) = (
             wamid.clone(),
             to.chars().filter(char::is_ascii_digit).collect::<String>(),
         );
+        // As Meta: a free-form message outside the customer's 24-hour window is accepted,
+        // then fails asynchronously with 131047 (and never reaches the phone's outbox).
+        let window_open = kind == "template" || {
+            let w = self.world();
+            w.last_inbound
+                .get(&(phone_number_id.to_owned(), recipient.clone()))
+                .is_some_and(|t| crate::state::now_secs() - t < 24 * 3600)
+        };
+        if window_open {
+            self.world()
+                .outbox
+                .entry(phone_number_id.to_owned())
+                .or_default()
+                .push(Value::Object(request));
+        }
         tokio::spawn(async move {
+            if !window_open {
+                let errors = json!([{
+                    "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+                    "error_data": { "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number." },
+                    "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+                }]);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Err(e) = sandbox
+                    .deliver_status(&number, &w, &recipient, "failed", Some(errors))
+                    .await
+                {
+                    tracing::warn!(error = %e, "sandbox status delivery failed");
+                }
+                return;
+            }
             let mut statuses = if kind == "reaction" {
                 vec!["sent"]
             } else {

@@ -109,6 +109,8 @@ pub(crate) struct World {
     pub(crate) outbox: HashMap<String, Vec<Value>>,
     pub(crate) media: HashMap<String, StoredMedia>,
     pub(crate) faults: HashMap<String, Faults>,
+    /// When each simulated customer last wrote to each number (epoch seconds).
+    pub(crate) last_inbound: HashMap<(String, String), i64>,
     /// Last profile name each simulated customer used, per number.
     pub(crate) profiles: HashMap<(String, String), String>,
 }
@@ -388,6 +390,10 @@ impl Sandbox {
             "contacts": [Value::Object(contact)],
             "messages": [Value::Object(message)],
         });
+        self.world().last_inbound.insert(
+            (phone_number_id.to_owned(), request.from.clone()),
+            now_secs(),
+        );
         self.deliver(&number, "messages", value).await?;
         Ok(wamid)
     }
