@@ -166,8 +166,20 @@ async fn send_once(
     let now = app.now();
     let db = app.db();
 
+    // Outside the customer-service window only templates may go: refuse before any write.
+    if kind != "template" {
+        let last_inbound =
+            conversations::last_inbound_at(db, &number.project_id, &number.phone_number_id, &wa_id)
+                .await?;
+        let open = last_inbound
+            .is_some_and(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now);
+        if !open {
+            return Err(SendError::WindowClosed);
+        }
+    }
+
     // The contact and its conversation exist before the call.
-    let conversation_id = {
+    let (conversation_id, contact_id) = {
         let mut tx = db.writer().begin().await?;
         let identity = Identity {
             wa_id: Some(wa_id.clone()),
@@ -193,17 +205,6 @@ async fn send_once(
         tx.commit().await?;
         (conversation_id, contact_id)
     };
-    let (conversation_id, contact_id) = conversation_id;
-    if kind != "template" {
-        let last_inbound = conversations::get(db, &number.project_id, &conversation_id)
-            .await?
-            .and_then(|c| c.last_inbound_at);
-        let open = last_inbound
-            .is_some_and(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now);
-        if !open {
-            return Err(SendError::WindowClosed);
-        }
-    }
 
     let id = new_id();
     let content = chasqui_meta::content::render(&Value::Object(request.clone()));

@@ -106,8 +106,9 @@ async fn send_errors(backend: Backend) {
     assert_eq!(outbox["data"].as_array().expect("outbox").len(), 0);
     let (_, convs) = h.get("/platform/v1/whatsapp/conversations").await;
     assert_eq!(
-        convs["data"][0]["kapso"]["customer_service_window_open"],
-        false
+        convs["data"].as_array().expect("data").len(),
+        0,
+        "a refused send writes nothing: {convs}"
     );
     // The customer writes: the window opens.
     h.customer_says(

@@ -223,6 +223,25 @@ pub async fn set_status(
     Ok(done.rows_affected() == 1)
 }
 
+/// When the customer `wa_id` last wrote in its active conversation with a number.
+pub async fn last_inbound_at(
+    db: &Db,
+    project_id: &str,
+    phone_number_id: &str,
+    wa_id: &str,
+) -> crate::Result<Option<i64>> {
+    let found: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT v.last_inbound_at FROM conversations v JOIN contacts c ON c.id = v.contact_id \
+         WHERE v.project_id = $1 AND v.phone_number_id = $2 AND c.wa_id = $3 AND v.status = 'active'",
+    )
+    .bind(project_id)
+    .bind(phone_number_id)
+    .bind(wa_id)
+    .fetch_optional(db.reader())
+    .await?;
+    Ok(found.flatten())
+}
+
 /// A conversation of the project.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Conversation>> {
     let sql = format!("SELECT {COLS} FROM {FROM} WHERE v.id = $1 AND v.project_id = $2");
