@@ -299,10 +299,120 @@ fn interactive(i: &Value) -> Check {
 fn template(t: &Value) -> Check {
     required(t, "/name", "template.name", 512)?;
     required(t, "/language/code", "template.language.code", 15)?;
-    if let Some(components) = t.get("components")
-        && !components.is_array()
-    {
-        return Err("The parameter template.components must be a list.".into());
+    let Some(components) = t.get("components") else {
+        return Ok(());
+    };
+    let components = components
+        .as_array()
+        .ok_or("The parameter template.components must be a list.")?;
+    // A template's parameters are either all named or all positional.
+    let (mut named, mut positional) = (0, 0);
+    for (c, component) in components.iter().enumerate() {
+        let kind = text(component, "/type")
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| format!("The parameter template.components[{c}].type is required."))?;
+        if !matches!(kind.as_str(), "header" | "body" | "button" | "footer") {
+            return Err(format!("Unknown template component type {kind:?}."));
+        }
+        if kind == "button" {
+            let sub_type = text(component, "/sub_type").map(str::to_ascii_lowercase);
+            if !matches!(
+                sub_type.as_deref(),
+                Some(
+                    "quick_reply" | "url" | "copy_code" | "flow" | "catalog" | "mpm" | "voice_call"
+                )
+            ) {
+                return Err(format!(
+                    "template.components[{c}].sub_type must name the button type."
+                ));
+            }
+            let index = match component.get("index") {
+                Some(Value::String(s)) => s.parse::<u64>().ok(),
+                Some(Value::Number(n)) => n.as_u64(),
+                _ => None,
+            };
+            if index.is_none_or(|i| i >= 10) {
+                return Err(format!(
+                    "template.components[{c}].index must be the button position, 0 to 9."
+                ));
+            }
+        }
+        let Some(parameters) = component.get("parameters") else {
+            continue;
+        };
+        let parameters = parameters
+            .as_array()
+            .ok_or_else(|| format!("template.components[{c}].parameters must be a list."))?;
+        for (n, p) in parameters.iter().enumerate() {
+            let at = format!("template.components[{c}].parameters[{n}]");
+            let ptype = text(p, "/type")
+                .map(str::to_ascii_lowercase)
+                .ok_or_else(|| format!("{at}.type is required."))?;
+            match ptype.as_str() {
+                "text" => required(p, "/text", &format!("{at}.text"), 32_768)?,
+                "currency" => {
+                    required(
+                        p,
+                        "/currency/fallback_value",
+                        &format!("{at}.currency.fallback_value"),
+                        256,
+                    )?;
+                    required(p, "/currency/code", &format!("{at}.currency.code"), 3)?;
+                    if p.pointer("/currency/amount_1000")
+                        .and_then(Value::as_i64)
+                        .is_none()
+                    {
+                        return Err(format!("{at}.currency.amount_1000 must be an integer."));
+                    }
+                }
+                "date_time" => required(
+                    p,
+                    "/date_time/fallback_value",
+                    &format!("{at}.date_time.fallback_value"),
+                    256,
+                )?,
+                "image" | "video" | "document" => media(
+                    &ptype,
+                    p.get(&ptype)
+                        .ok_or_else(|| format!("{at}.{ptype} is required."))?,
+                )?,
+                "location" => location(
+                    p.get("location")
+                        .ok_or_else(|| format!("{at}.location is required."))?,
+                )?,
+                "payload" => required(p, "/payload", &format!("{at}.payload"), 256)?,
+                "coupon_code" => required(p, "/coupon_code", &format!("{at}.coupon_code"), 15)?,
+                "action" | "product" => {}
+                other => {
+                    return Err(format!(
+                        "{at}.type {other:?} is not a template parameter type."
+                    ));
+                }
+            }
+            if kind == "body" {
+                if p.get("parameter_name").is_some() {
+                    let name = text(p, "/parameter_name").unwrap_or_default();
+                    let valid = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+                    if !valid {
+                        return Err(format!(
+                            "{at}.parameter_name must be lowercase letters, digits and underscores, starting with a letter."
+                        ));
+                    }
+                    named += 1;
+                } else {
+                    positional += 1;
+                }
+            }
+        }
+    }
+    if named > 0 && positional > 0 {
+        return Err(
+            "Template body parameters must be all named (parameter_name) or all positional.".into(),
+        );
     }
     Ok(())
 }
@@ -371,6 +481,28 @@ mod tests {
                 json!({"type": "cta_url", "body": {"text": "b"}, "action": {"name": "cta_url", "parameters": {"display_text": "Go", "url": "javascript:x"}}}),
             ),
             base("template", json!({"name": "t"})),
+            base(
+                "template",
+                json!({"name": "t", "language": {"code": "en"}, "components": [{"type": "body", "parameters": [
+                {"type": "text", "parameter_name": "first_name", "text": "Ana"}, {"type": "text", "text": "positional"}]}]}),
+            ),
+            base(
+                "template",
+                json!({"name": "t", "language": {"code": "en"}, "components": [{"type": "body", "parameters": [
+                {"type": "text", "parameter_name": "First Name", "text": "Ana"}]}]}),
+            ),
+            base(
+                "template",
+                json!({"name": "t", "language": {"code": "en"}, "components": [{"type": "button", "sub_type": "url", "index": 12}]}),
+            ),
+            base(
+                "template",
+                json!({"name": "t", "language": {"code": "en"}, "components": [{"type": "header", "parameters": [{"type": "image", "image": {}}]}]}),
+            ),
+            base(
+                "template",
+                json!({"name": "t", "language": {"code": "en"}, "components": [{"type": "sidebar"}]}),
+            ),
         ];
         for v in bad {
             assert!(check(v.clone()).is_err(), "{v}");
