@@ -46,9 +46,19 @@ pub struct NewMessage {
 
 /// Stores a message unless its wamid is already stored for that number; true if inserted.
 pub async fn insert(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<bool> {
+    insert_row(conn, m, false).await
+}
+
+/// The one INSERT of messages. A duplicate wamid is ignored; any other unique violation
+/// (a second in-flight send in a conversation) is an error.
+async fn insert_row(
+    conn: &mut AnyConnection,
+    m: &NewMessage,
+    in_flight: bool,
+) -> crate::Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+        "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at, in_flight) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
          ON CONFLICT (phone_number_id, wamid) DO NOTHING",
     )
     .bind(&m.id)
@@ -67,6 +77,7 @@ pub async fn insert(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<b
     .bind(&m.media_id)
     .bind(m.sent_at)
     .bind(m.created_at)
+    .bind(i64::from(in_flight))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -318,28 +329,8 @@ pub async fn statuses(
 /// Records an outbound message whose Graph call is about to run. Fails with a unique
 /// violation when another message of the conversation is in flight.
 pub async fn begin_send(db: &Db, m: &NewMessage) -> crate::Result<()> {
-    sqlx::query(
-        "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at, in_flight) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, 1)",
-    )
-    .bind(&m.id)
-    .bind(&m.project_id)
-    .bind(&m.phone_number_id)
-    .bind(&m.conversation_id)
-    .bind(&m.contact_id)
-    .bind(&m.wamid)
-    .bind(&m.direction)
-    .bind(&m.message_type)
-    .bind(&m.status)
-    .bind(m.status_rank)
-    .bind(&m.body)
-    .bind(&m.content)
-    .bind(i64::from(m.has_media))
-    .bind(&m.media_id)
-    .bind(m.sent_at)
-    .bind(m.created_at)
-    .execute(db.writer())
-    .await?;
+    let mut conn = db.writer().acquire().await?;
+    insert_row(&mut conn, m, true).await?;
     Ok(())
 }
 
