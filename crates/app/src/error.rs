@@ -20,6 +20,9 @@ pub enum AppError {
     /// The input is well-formed but invalid (422), with one message per problem.
     #[error("Validation failed")]
     Invalid(Vec<String>),
+    /// A service we depend on (Meta's Graph API) failed or refused (502).
+    #[error("{0}")]
+    Upstream(String),
     /// Storage failed (500; details are logged, not returned).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),

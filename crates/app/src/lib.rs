@@ -4,12 +4,14 @@
 
 pub mod directory;
 pub mod error;
+pub mod graph;
 pub mod ingest;
 pub mod media;
 pub mod messaging;
 pub mod numbers;
 pub mod processing;
 pub mod projects;
+pub mod templates;
 pub mod worker;
 
 use std::path::PathBuf;

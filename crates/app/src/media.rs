@@ -107,21 +107,7 @@ pub async fn run_download(app: &App, job: &Job) -> Result<(), String> {
     };
     let relative = format!("{}/{}", m.project_id, m.id);
     let path = media_dir(app).join(&relative);
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| format!("create {}: {e}", parent.display()))?;
-    }
-    // Write to a temporary name, fsync, then rename: a crash never leaves a half file.
-    let tmp = path.with_extension("part");
-    let write = async {
-        use tokio::io::AsyncWriteExt;
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(&bytes).await?;
-        file.sync_all().await?;
-        tokio::fs::rename(&tmp, &path).await
-    };
-    write
+    write_file(&path, &bytes)
         .await
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     media::mark_stored(
@@ -134,5 +120,128 @@ pub async fn run_download(app: &App, job: &Job) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A file to upload through the proxy.
+#[derive(Debug)]
+pub struct Upload {
+    /// MIME type (from the form's `type`, the part, or the bytes).
+    pub mime_type: String,
+    /// The part's file name.
+    pub filename: Option<String>,
+    /// The file.
+    pub bytes: Vec<u8>,
+}
+
+async fn write_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    // Write to a temporary name, fsync, then rename: a crash never leaves a half file.
+    let tmp = path.with_extension("part");
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+/// `POST /{phone_number_id}/media`: checks Meta's type and size limits, keeps the file,
+/// uploads it to Meta and records it under Meta's id. Meta's answer is returned unchanged.
+pub async fn upload(
+    app: &App,
+    number: &numbers::PhoneNumber,
+    upload: Upload,
+) -> Result<chasqui_meta::graph::GraphReply, crate::graph::ProxyError> {
+    use crate::graph::ProxyError;
+    use base64::Engine;
+    use sha2::Digest;
+
+    chasqui_meta::upload::check(&upload.mime_type, upload.bytes.len())
+        .map_err(ProxyError::Invalid)?;
+    let id = chasqui_core::ids::new_id();
+    let relative = format!("{}/{id}", number.project_id);
+    let path = media_dir(app).join(&relative);
+    write_file(&path, &upload.bytes)
+        .await
+        .map_err(|e| AppError::Internal(format!("write {}: {e}", path.display())))?;
+    let filename = upload.filename.clone().unwrap_or_else(|| "file".into());
+    let part = reqwest::multipart::Part::bytes(upload.bytes.clone())
+        .file_name(filename)
+        .mime_str(&upload.mime_type)
+        .map_err(|e| ProxyError::Invalid(format!("type is not a MIME type: {e}")))?;
+    let form = reqwest::multipart::Form::new()
+        .text("messaging_product", "whatsapp")
+        .text("type", upload.mime_type.clone())
+        .part("file", part);
+    let path_on_meta = format!("{}/media", number.phone_number_id);
+    let reply = crate::graph::forward(
+        app,
+        number,
+        reqwest::Method::POST,
+        &path_on_meta,
+        None,
+        chasqui_meta::graph::GraphBody::Multipart(form),
+    )
+    .await;
+    let meta_id = reply
+        .as_ref()
+        .ok()
+        .filter(|r| r.is_success())
+        .and_then(|r| {
+            r.json()
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+        });
+    let Some(meta_id) = meta_id else {
+        // Meta did not take it: the copy is not kept.
+        let _ = tokio::fs::remove_file(&path).await;
+        return reply;
+    };
+    let record = media::Media {
+        id,
+        project_id: number.project_id.clone(),
+        phone_number_id: number.phone_number_id.clone(),
+        meta_media_id: meta_id,
+        mime_type: Some(upload.mime_type),
+        sha256: Some(
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&upload.bytes)),
+        ),
+        file_size: Some(upload.bytes.len() as i64),
+        filename: upload.filename,
+        storage_path: Some(relative),
+        status: "stored".into(),
+        error: None,
+    };
+    if let Err(e) = media::insert_uploaded(app.db(), &record, app.now()).await {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e.into());
+    }
+    reply
+}
+
+/// `GET /{media_id}` for a file Chasqui holds: Meta's fields with `url` and `download_url`
+/// both signed Chasqui URLs (no token needed), and when the download URL expires.
+pub fn describe(app: &App, m: &media::Media) -> serde_json::Value {
+    let url = signed_url(app, &m.id);
+    let expires = app.now() + app.settings().media_url_ttl_secs * 1000;
+    serde_json::json!({
+        "messaging_product": "whatsapp",
+        "url": url,
+        "mime_type": m.mime_type,
+        "sha256": m.sha256,
+        "file_size": m.file_size.unwrap_or_default(),
+        "id": m.meta_media_id,
+        "download_url": url,
+        "download_url_expires_at": chasqui_core::Timestamp(expires).to_rfc3339(),
+    })
+}
+
+/// Forgets a media record and its file (after Meta deleted it).
+pub async fn forget(app: &App, m: &media::Media) -> Result<(), AppError> {
+    media::delete(app.db(), &m.id).await?;
+    if let Some(relative) = &m.storage_path {
+        let _ = tokio::fs::remove_file(media_dir(app).join(relative)).await;
+    }
     Ok(())
 }

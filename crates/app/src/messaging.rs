@@ -206,6 +206,24 @@ async fn send_once(
         (conversation_id, contact_id)
     };
 
+    // Media sent by the id of a file uploaded through the proxy links to that file.
+    let media_id = match request
+        .get(&kind)
+        .and_then(|m| m.get("id"))
+        .and_then(Value::as_str)
+    {
+        Some(meta_id) if chasqui_meta::content::MEDIA_TYPES.contains(&kind.as_str()) => {
+            chasqui_store::media::find_meta(
+                db,
+                &number.project_id,
+                &number.phone_number_id,
+                meta_id,
+            )
+            .await?
+            .map(|m| m.id)
+        }
+        _ => None,
+    };
     let id = new_id();
     let content = chasqui_meta::content::render(&Value::Object(request.clone()));
     let message = NewMessage {
@@ -222,7 +240,7 @@ async fn send_once(
         body: Value::Object(request.clone()).to_string(),
         content: content.clone(),
         has_media: chasqui_meta::content::MEDIA_TYPES.contains(&kind.as_str()),
-        media_id: None,
+        media_id,
         sent_at: now,
         created_at: now,
     };

@@ -1,4 +1,5 @@
-//! A small Graph API client: the calls the inbound path needs (media metadata and download).
+//! A small Graph API client: media metadata and download for the inbound path, sends, and a
+//! generic call the proxy forwards through.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -49,6 +50,53 @@ pub struct MediaInfo {
     /// Size in bytes.
     #[serde(default)]
     pub file_size: Option<serde_json::Value>,
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters stay as they are).
+pub fn encode_query(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The body of a Graph call.
+#[derive(Debug)]
+pub enum GraphBody {
+    /// No body.
+    Empty,
+    /// A JSON document.
+    Json(Vec<u8>),
+    /// A multipart form (media uploads).
+    Multipart(reqwest::multipart::Form),
+}
+
+/// Meta's answer to a Graph call, unchanged.
+#[derive(Debug, Clone)]
+pub struct GraphReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response content type.
+    pub content_type: Option<String>,
+    /// Response body.
+    pub body: Bytes,
+}
+
+impl GraphReply {
+    /// Whether Meta answered 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON, if it is.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
 }
 
 /// A Graph API client bound to one base URL.
@@ -105,6 +153,51 @@ impl GraphClient {
             .await?;
         let status = response.status().as_u16();
         Ok((status, response.bytes().await?))
+    }
+
+    /// Any Graph call: `method /{version}/{path}?{query}` with the number's token, answering
+    /// Meta's status, content type and body unchanged (errors included).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: Option<&str>,
+        token: &str,
+        body: GraphBody,
+    ) -> Result<GraphReply, GraphError> {
+        let mut url = format!(
+            "{}/{VERSION}/{}",
+            self.base_url,
+            path.trim_start_matches('/')
+        );
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(q);
+        }
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(60));
+        request = match body {
+            GraphBody::Empty => request,
+            GraphBody::Json(bytes) => request
+                .header("content-type", "application/json")
+                .body(bytes),
+            GraphBody::Multipart(form) => request.multipart(form),
+        };
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(GraphReply {
+            status,
+            content_type,
+            body: response.bytes().await?,
+        })
     }
 
     /// Downloads the bytes behind a media URL.

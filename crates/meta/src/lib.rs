@@ -5,8 +5,11 @@
 pub mod content;
 pub mod graph;
 pub mod json;
+pub mod profile;
 pub mod send;
 pub mod signature;
+pub mod template;
+pub mod upload;
 pub mod webhook;
 
 pub use signature::{sign, verify};

@@ -38,6 +38,22 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Delivers an account-level change (templates, account updates): the envelope carries
+    /// `entry.time` and no number metadata.
+    pub(crate) async fn deliver_account(
+        &self,
+        receiver: &NumberConfig,
+        field: &str,
+        value: Value,
+    ) -> Result<(), SandboxError> {
+        let envelope = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": receiver.business_account_id, "time": crate::state::now_secs(), "changes": [{ "value": value, "field": field }] }],
+        });
+        self.post_signed(receiver, &chasqui_meta::json::to_meta_bytes(&envelope))
+            .await
+    }
+
     async fn post_signed(&self, number: &NumberConfig, body: &[u8]) -> Result<(), SandboxError> {
         let signature = chasqui_meta::sign(number.app_secret.as_bytes(), body);
         let mut last = String::new();

@@ -1,35 +1,80 @@
-//! HTTP surface of the sandbox: the Graph API subset (send, media) and the control API
-//! (simulated customers, statuses, outbox, faults) used standalone.
+//! The sandbox's Graph API: the router and its object dispatch, the helpers every endpoint
+//! shares (errors, tokens, faults), and sends (`POST /{phone_number_id}/messages`).
 
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::multipart::Multipart;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
-use crate::state::{
-    Faults, InboundRequest, NumberConfig, Sandbox, SandboxError, StatusRequest, new_wamid,
-    random_hex,
-};
+use crate::state::{NumberConfig, Sandbox, SandboxError, new_wamid, now_secs, random_hex};
 
-fn graph_error(status: StatusCode, code: i64, message: &str) -> Response {
-    let body = json!({ "error": {
-        "message": message, "type": "OAuthException", "code": code,
-        "fbtrace_id": format!("SBX{}", random_hex(8)),
-    }});
-    (status, Json(body)).into_response()
+/// A refusal: the response to send instead (boxed: responses are large).
+pub(crate) type Refusal = Box<Response>;
+
+/// Query parameters of a Graph call.
+pub(crate) type QueryMap = HashMap<String, String>;
+
+/// Meta's error body.
+pub(crate) fn graph_error(status: StatusCode, code: i64, message: &str) -> Response {
+    graph_error_with(status, code, message, None)
 }
 
-fn invalid_token() -> Response {
+/// Meta's error body with `error_data.details`.
+pub(crate) fn graph_error_with(
+    status: StatusCode,
+    code: i64,
+    message: &str,
+    details: Option<&str>,
+) -> Response {
+    let mut error = json!({
+        "message": message, "type": "OAuthException", "code": code,
+        "fbtrace_id": format!("SBX{}", random_hex(8)),
+    });
+    if let Some(details) = details {
+        error["error_data"] = json!({ "messaging_product": "whatsapp", "details": details });
+    }
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// Meta's answer for an id that names nothing the caller may see.
+pub(crate) fn no_object(method: &Method, id: &str) -> Response {
+    let verb = method.as_str().to_ascii_lowercase();
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        100,
+        &format!(
+            "Unsupported {verb} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+        ),
+    )
+}
+
+/// Meta's error 100 with details.
+pub(crate) fn param_error(details: &str) -> Response {
+    graph_error_with(
+        StatusCode::BAD_REQUEST,
+        100,
+        "(#100) Invalid parameter",
+        Some(details),
+    )
+}
+
+pub(crate) fn invalid_token() -> Response {
     graph_error(
         StatusCode::UNAUTHORIZED,
         190,
         "Invalid OAuth access token - Cannot parse access token",
     )
+}
+
+pub(crate) fn success() -> Response {
+    Json(json!({ "success": true })).into_response()
 }
 
 impl IntoResponse for SandboxError {
@@ -43,9 +88,20 @@ impl IntoResponse for SandboxError {
     }
 }
 
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("OAuth "))
+        })
+        .unwrap_or_default()
+}
+
 impl Sandbox {
     /// Consumes one armed 5xx fault, if any.
-    fn take_graph_fault(&self, phone_number_id: &str) -> bool {
+    pub(crate) fn take_graph_fault(&self, phone_number_id: &str) -> bool {
         let mut w = self.world();
         let Some(faults) = w.faults.get_mut(phone_number_id) else {
             return false;
@@ -58,17 +114,36 @@ impl Sandbox {
         }
     }
 
+    /// The 500 Meta answers when a 5xx fault is armed.
+    pub(crate) fn fault_response() -> Response {
+        graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            1,
+            "An unknown error has occurred.",
+        )
+    }
+
     /// Whether the request carries the number's access token (any token in standalone mode).
-    fn token_ok(number: &NumberConfig, headers: &HeaderMap) -> bool {
+    pub(crate) fn token_ok(number: &NumberConfig, headers: &HeaderMap) -> bool {
         let Some(expected) = &number.access_token else {
             return true;
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        given.as_bytes() == expected.as_bytes()
+        bearer(headers).as_bytes() == expected.as_bytes()
+    }
+
+    /// Whether the request carries the token of one of the WABA's numbers; in standalone mode
+    /// any WABA exists and any token is accepted.
+    pub(crate) fn waba_token_ok(&self, waba: &str, headers: &HeaderMap) -> Option<bool> {
+        let numbers = self.numbers_of(waba);
+        if numbers.is_empty() {
+            return self.is_standalone().then_some(true);
+        }
+        Some(numbers.iter().any(|n| Self::token_ok(n, headers)))
+    }
+
+    /// Whether numbers appear on first use (the standalone sandbox).
+    pub(crate) fn is_standalone(&self) -> bool {
+        self.inner.auto.is_some()
     }
 
     /// Handles a Graph send: records it in the outbox, answers like Meta, then emits statuses.
@@ -79,31 +154,16 @@ impl Sandbox {
         body: &[u8],
     ) -> Response {
         if self.take_graph_fault(phone_number_id) {
-            return graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                1,
-                "An unknown error has occurred.",
-            );
+            return Self::fault_response();
         }
-        let number = match self.number(phone_number_id) {
-            Ok(n) => n,
-            Err(_) => {
-                return graph_error(
-                    StatusCode::BAD_REQUEST,
-                    100,
-                    "Unsupported post request. Object does not exist",
-                );
-            }
+        let Ok(number) = self.number(phone_number_id) else {
+            return no_object(&Method::POST, phone_number_id);
         };
         if !Self::token_ok(&number, headers) {
             return invalid_token();
         }
         let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                100,
-                "(#100) The parameter messaging_product is required.",
-            );
+            return param_error("The request body must be a JSON object.");
         };
         if request.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
             return graph_error(
@@ -115,12 +175,12 @@ impl Sandbox {
         if request.get("status").and_then(Value::as_str) == Some("read") {
             return Json(json!({ "success": true })).into_response();
         }
-        let to = request
+        let Some(to) = request
             .get("to")
             .or_else(|| request.get("recipient"))
             .and_then(Value::as_str)
-            .map(str::to_owned);
-        let Some(to) = to else {
+            .map(str::to_owned)
+        else {
             return graph_error(
                 StatusCode::BAD_REQUEST,
                 100,
@@ -132,136 +192,164 @@ impl Sandbox {
             .and_then(Value::as_str)
             .unwrap_or("text")
             .to_owned();
+        if kind == "template"
+            && let Err(response) = self.check_template_send(&number, &request)
+        {
+            return *response;
+        }
+        let injected = {
+            let mut w = self.world();
+            w.faults
+                .get_mut(phone_number_id)
+                .filter(|f| !f.send_errors.is_empty())
+                .map(|f| f.send_errors.remove(0))
+        };
+        match injected {
+            Some(130429) => {
+                return graph_error_with(
+                    StatusCode::BAD_REQUEST,
+                    130429,
+                    "(#130429) Rate limit hit",
+                    Some("Cloud API message throughput has been reached."),
+                );
+            }
+            Some(131056) => {
+                return graph_error_with(
+                    StatusCode::BAD_REQUEST,
+                    131056,
+                    "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                    Some(
+                        "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let recipient: String = to.chars().filter(char::is_ascii_digit).collect();
         let wamid = new_wamid();
         request.insert("id".into(), json!(wamid));
-        request.insert(
-            "timestamp".into(),
-            json!(crate::state::now_secs().to_string()),
-        );
+        request.insert("timestamp".into(), json!(now_secs().to_string()));
         request.insert("type".into(), json!(kind));
-        let sandbox = self.clone();
-        let (w, recipient) = (
-            wamid.clone(),
-            to.chars().filter(char::is_ascii_digit).collect::<String>(),
-        );
         // As Meta: a free-form message outside the customer's 24-hour window is accepted,
         // then fails asynchronously with 131047 (and never reaches the phone's outbox).
         let window_open = kind == "template" || {
             let w = self.world();
             w.last_inbound
                 .get(&(phone_number_id.to_owned(), recipient.clone()))
-                .is_some_and(|t| crate::state::now_secs() - t < 24 * 3600)
+                .is_some_and(|t| now_secs() - t < 24 * 3600)
         };
-        if window_open {
+        let failure = if injected == Some(131026) {
+            Some(json!([{
+                "code": 131026, "title": "Message undeliverable", "message": "Message undeliverable",
+                "error_data": { "details": "Message Undeliverable." },
+                "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+            }]))
+        } else if !window_open {
+            Some(json!([{
+                "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+                "error_data": { "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number." },
+                "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+            }]))
+        } else {
+            None
+        };
+        if failure.is_none() {
             self.world()
                 .outbox
                 .entry(phone_number_id.to_owned())
                 .or_default()
                 .push(Value::Object(request));
         }
+        let sandbox = self.clone();
+        let (w, r) = (wamid.clone(), recipient.clone());
         tokio::spawn(async move {
-            if !window_open {
-                let errors = json!([{
-                    "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
-                    "error_data": { "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number." },
-                    "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
-                }]);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Err(e) = sandbox
-                    .deliver_status(&number, &w, &recipient, "failed", Some(errors))
-                    .await
-                {
-                    tracing::warn!(error = %e, "sandbox status delivery failed");
-                }
-                return;
-            }
-            let mut statuses = if kind == "reaction" {
-                vec!["sent"]
-            } else {
-                vec!["sent", "delivered", "read"]
-            };
-            if sandbox.faults(&number.phone_number_id).reorder_statuses {
-                statuses.reverse();
-            }
-            for status in statuses {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Err(e) = sandbox
-                    .deliver_status(&number, &w, &recipient, status, None)
-                    .await
-                {
-                    tracing::warn!(error = %e, "sandbox status delivery failed");
-                }
-            }
+            sandbox
+                .status_choreography(number, w, r, kind, failure)
+                .await
         });
-        Json(json!({
+        let mut answer = json!({
             "messaging_product": "whatsapp",
-            "contacts": [{ "input": to, "wa_id": to.chars().filter(char::is_ascii_digit).collect::<String>() }],
+            "contacts": [{ "input": to, "wa_id": recipient }],
             "messages": [{ "id": wamid }],
-        }))
-        .into_response()
+        });
+        if answer["contacts"][0]["wa_id"] == "" {
+            answer["contacts"][0]["user_id"] = json!(to);
+        }
+        Json(answer).into_response()
     }
 
-    /// `GET /{media_id}`: metadata with a download URL.
-    pub fn graph_media(&self, media_id: &str, headers: &HeaderMap) -> Response {
-        let Some(media) = self.world().media.get(media_id).cloned() else {
-            return graph_error(
-                StatusCode::NOT_FOUND,
-                100,
-                "Unsupported get request. Object does not exist",
-            );
+    /// Emits a send's status webhooks: `failed` with the given errors, or sent → delivered →
+    /// read (reactions: only sent), each after the configured delay.
+    async fn status_choreography(
+        &self,
+        number: NumberConfig,
+        wamid: String,
+        recipient: String,
+        kind: String,
+        failure: Option<Value>,
+    ) {
+        let delay = Duration::from_millis(self.settings().status_delay_ms);
+        if let Some(errors) = failure {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = self
+                .deliver_status(&number, &wamid, &recipient, "failed", Some(errors))
+                .await
+            {
+                tracing::warn!(error = %e, "sandbox status delivery failed");
+            }
+            return;
+        }
+        let mut statuses = if kind == "reaction" {
+            vec!["sent"]
+        } else {
+            vec!["sent", "delivered", "read"]
         };
-        if self.take_graph_fault(&media.phone_number_id) {
-            return graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                1,
-                "An unknown error has occurred.",
-            );
+        if self.faults(&number.phone_number_id).reorder_statuses {
+            statuses.reverse();
         }
-        if let Ok(number) = self.number(&media.phone_number_id)
-            && !Self::token_ok(&number, headers)
-        {
-            return invalid_token();
+        for status in statuses {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = self
+                .deliver_status(&number, &wamid, &recipient, status, None)
+                .await
+            {
+                tracing::warn!(error = %e, "sandbox status delivery failed");
+            }
         }
-        Json(json!({
-            "messaging_product": "whatsapp",
-            "url": format!("{}/download/{media_id}", self.base_url()),
-            "mime_type": media.mime_type,
-            "sha256": media.sha256,
-            "file_size": media.bytes.len(),
-            "id": media_id,
-        }))
-        .into_response()
-    }
-
-    /// The bytes of a media file.
-    pub fn graph_download(&self, media_id: &str, headers: &HeaderMap) -> Response {
-        let Some(media) = self.world().media.get(media_id).cloned() else {
-            return graph_error(
-                StatusCode::NOT_FOUND,
-                100,
-                "Unsupported get request. Object does not exist",
-            );
-        };
-        if let Ok(number) = self.number(&media.phone_number_id)
-            && !Self::token_ok(&number, headers)
-        {
-            return invalid_token();
-        }
-        (
-            [(header::CONTENT_TYPE, media.mime_type.clone())],
-            media.bytes.as_ref().clone(),
-        )
-            .into_response()
     }
 }
 
-/// The Graph API subset: `POST /{version}/{phone_number_id}/messages`,
-/// `GET /{version}/{media_id}`, and media downloads.
+/// The Graph API: sends, media, templates, business profile and phone numbers, under
+/// `/{version}/...`, plus media downloads under `/download/{media_id}`.
 pub fn graph_router(sandbox: Sandbox) -> Router {
     Router::new()
         .route("/download/{media_id}", get(download))
-        .route("/{version}/{media_id}", get(media_info))
-        .route("/{version}/{phone_number_id}/messages", post(send))
+        .route(
+            "/{version}/{id}",
+            get(object_get).post(object_post).delete(object_delete),
+        )
+        .route("/{version}/{id}/messages", post(send))
+        .route("/{version}/{id}/media", post(upload_media))
+        .route(
+            "/{version}/{id}/whatsapp_business_profile",
+            get(get_profile).post(update_profile),
+        )
+        .route(
+            "/{version}/{id}/message_templates",
+            get(list_templates)
+                .post(create_or_edit_template)
+                .put(create_or_edit_template)
+                .delete(delete_templates),
+        )
+        .route(
+            "/{version}/{id}/message_templates/{template_id}",
+            get(get_waba_template),
+        )
+        .route("/{version}/{id}/phone_numbers", get(list_phone_numbers))
+        .route("/{version}/{id}/uploads", post(start_upload))
+        .layer(DefaultBodyLimit::max(
+            chasqui_meta::upload::MAX_UPLOAD_BYTES + 1024 * 1024,
+        ))
         .with_state(sandbox)
 }
 
@@ -274,12 +362,55 @@ async fn send(
     sandbox.graph_send(&pnid, &headers, &body).await
 }
 
-async fn media_info(
+async fn object_get(
+    State(sandbox): State<Sandbox>,
+    Path((_v, id)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    if sandbox.world().media.contains_key(&id) {
+        return sandbox.graph_media(&id, &query, &headers);
+    }
+    if sandbox.template(&id).is_some() {
+        return sandbox.get_template(&id, None, &query, &headers);
+    }
+    if let Some(session) = id.strip_prefix("upload:") {
+        return sandbox.upload_status(session);
+    }
+    sandbox.get_phone_number(&id, &query, &headers)
+}
+
+async fn object_post(
     State(sandbox): State<Sandbox>,
     Path((_v, id)): Path<(String, String)>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
-    sandbox.graph_media(&id, &headers)
+    if let Some(session) = id.strip_prefix("upload:") {
+        return sandbox.finish_upload(session, &headers, body);
+    }
+    if sandbox.template(&id).is_some() {
+        return sandbox.edit_template(&id, &headers, &body);
+    }
+    no_object(&Method::POST, &id)
+}
+
+async fn object_delete(
+    State(sandbox): State<Sandbox>,
+    Path((_v, id)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.delete_media(&id, &query, &headers)
+}
+
+async fn upload_media(
+    State(sandbox): State<Sandbox>,
+    Path((_v, pnid)): Path<(String, String)>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    sandbox.upload_media(&pnid, &headers, multipart).await
 }
 
 async fn download(
@@ -290,64 +421,94 @@ async fn download(
     sandbox.graph_download(&id, &headers)
 }
 
-/// The control API of the standalone sandbox, under `/v1`.
-pub(crate) fn control_router(sandbox: Sandbox) -> Router {
-    Router::new()
-        .route("/v1/phone_numbers/{id}/inbound", post(inbound))
-        .route("/v1/phone_numbers/{id}/statuses", post(statuses))
-        .route("/v1/phone_numbers/{id}/outbox", get(outbox))
-        .route(
-            "/v1/phone_numbers/{id}/faults",
-            get(get_faults).put(put_faults),
-        )
-        .with_state(sandbox)
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SandboxError> {
-    serde_json::from_slice(body).map_err(|e| SandboxError::Invalid(format!("invalid body: {e}")))
-}
-
-async fn inbound(
+async fn get_profile(
     State(sandbox): State<Sandbox>,
-    Path(id): Path<String>,
+    Path((_v, pnid)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.get_business_profile(&pnid, &query, &headers)
+}
+
+async fn update_profile(
+    State(sandbox): State<Sandbox>,
+    Path((_v, pnid)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, SandboxError> {
-    let request: InboundRequest = parse(&body)?;
-    let wamid = sandbox.inbound(&id, request).await?;
-    Ok(Json(json!({ "wamid": wamid })))
+) -> Response {
+    sandbox.update_business_profile(&pnid, &headers, &body)
 }
 
-async fn statuses(
+async fn list_templates(
     State(sandbox): State<Sandbox>,
-    Path(id): Path<String>,
+    Path((version, waba)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.list_templates(&version, &waba, &query, &headers)
+}
+
+async fn create_or_edit_template(
+    State(sandbox): State<Sandbox>,
+    Path((_v, waba)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, SandboxError> {
-    let request: StatusRequest = parse(&body)?;
-    sandbox.statuses(&id, request).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Response {
+    match query.get("hsm_id") {
+        Some(id) => match sandbox.template(id) {
+            Some(t) if t.waba == waba => sandbox.edit_template(id, &headers, &body),
+            _ => no_object(&Method::POST, id),
+        },
+        None => sandbox.create_template(&waba, &headers, &body),
+    }
 }
 
-async fn outbox(
+async fn delete_templates(
     State(sandbox): State<Sandbox>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, SandboxError> {
-    Ok(Json(json!({ "data": sandbox.outbox(&id)? })))
+    Path((_v, waba)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.delete_templates(&waba, &query, &headers)
 }
 
-async fn get_faults(
+async fn get_waba_template(
     State(sandbox): State<Sandbox>,
-    Path(id): Path<String>,
-) -> Result<Json<Faults>, SandboxError> {
-    sandbox.number(&id)?;
-    Ok(Json(sandbox.faults(&id)))
+    Path((_v, waba, template_id)): Path<(String, String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.get_template(&template_id, Some(&waba), &query, &headers)
 }
 
-async fn put_faults(
+async fn list_phone_numbers(
     State(sandbox): State<Sandbox>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Faults>, SandboxError> {
-    let faults: Faults = parse(&body)?;
-    sandbox.set_faults(&id, faults.clone())?;
-    Ok(Json(faults))
+    Path((_v, waba)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    headers: HeaderMap,
+) -> Response {
+    sandbox.list_phone_numbers(&waba, &query, &headers)
+}
+
+async fn start_upload(
+    State(sandbox): State<Sandbox>,
+    Path((_v, _app)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+) -> Response {
+    sandbox.start_upload(&query)
+}
+
+/// Keeps only the `fields` a caller asked for (and `id`), as Graph does.
+pub(crate) fn select_fields(object: Map<String, Value>, query: &QueryMap) -> Value {
+    let Some(fields) = query.get("fields").filter(|f| !f.trim().is_empty()) else {
+        return Value::Object(object);
+    };
+    let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
+    Value::Object(
+        object
+            .into_iter()
+            .filter(|(k, _)| k == "id" || wanted.contains(&k.as_str()))
+            .collect(),
+    )
 }

@@ -50,6 +50,40 @@ pub struct Faults {
     /// Deliver the statuses of sends in reverse order (read, delivered, sent).
     #[serde(default)]
     pub reorder_statuses: bool,
+    /// Meta errors for the next sends, one per send, in order: 130429 (throughput) and 131056
+    /// (pair rate limit) are answered synchronously with HTTP 400; 131026 (undeliverable) is
+    /// accepted and then reported as a `failed` status, as Meta does.
+    #[serde(default)]
+    pub send_errors: Vec<u32>,
+}
+
+/// Send errors the sandbox can inject.
+pub const INJECTABLE_SEND_ERRORS: [u32; 3] = [130429, 131056, 131026];
+
+/// Sandbox-wide behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Pause before each status webhook of a send (sent, delivered, read), in milliseconds.
+    pub status_delay_ms: u64,
+    /// How long a created or edited template stays `PENDING`, in milliseconds.
+    pub template_review_ms: u64,
+    /// The review's outcome: `APPROVED` or `REJECTED`.
+    pub template_review_outcome: String,
+    /// Whether media downloads need the number's access token (Meta's behaviour; off by
+    /// default because some client libraries download without it).
+    pub require_download_token: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            status_delay_ms: 50,
+            template_review_ms: 200,
+            template_review_outcome: "APPROVED".into(),
+            require_download_token: false,
+        }
+    }
 }
 
 /// A simulated customer's message.
@@ -103,6 +137,31 @@ pub(crate) struct StoredMedia {
     pub(crate) bytes: Arc<Vec<u8>>,
 }
 
+/// A message template of a WABA.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredTemplate {
+    pub(crate) id: String,
+    pub(crate) waba: String,
+    /// Meta's object: name, language, category, parameter_format, components, status, ...
+    pub(crate) body: Map<String, Value>,
+}
+
+impl StoredTemplate {
+    pub(crate) fn field(&self, key: &str) -> &str {
+        self.body
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// A resumable upload session.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadSession {
+    pub(crate) file_type: String,
+    pub(crate) file_length: usize,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct World {
     pub(crate) numbers: HashMap<String, NumberConfig>,
@@ -113,6 +172,17 @@ pub(crate) struct World {
     pub(crate) last_inbound: HashMap<(String, String), i64>,
     /// Last profile name each simulated customer used, per number.
     pub(crate) profiles: HashMap<(String, String), String>,
+    pub(crate) settings: Settings,
+    /// Templates in creation order.
+    pub(crate) templates: Vec<StoredTemplate>,
+    /// WABAs whose sample template exists.
+    pub(crate) seeded_wabas: std::collections::HashSet<String>,
+    /// Business profiles per number.
+    pub(crate) business_profiles: HashMap<String, Map<String, Value>>,
+    /// Resumable upload sessions by id.
+    pub(crate) uploads: HashMap<String, UploadSession>,
+    /// Uploaded files by handle (`h`).
+    pub(crate) handles: HashMap<String, StoredMedia>,
 }
 
 #[derive(Debug)]
@@ -158,6 +228,11 @@ pub(crate) fn new_wamid() -> String {
         "wamid.{}",
         B64.encode(format!("SBX{}", random_hex(16).to_uppercase()))
     )
+}
+
+/// A numeric Graph object id (media, templates).
+pub(crate) fn new_object_id() -> String {
+    new_media_id()
 }
 
 fn new_media_id() -> String {
@@ -261,6 +336,15 @@ impl Sandbox {
     /// Replaces the fault settings of a number.
     pub fn set_faults(&self, phone_number_id: &str, faults: Faults) -> Result<(), SandboxError> {
         self.number(phone_number_id)?;
+        if let Some(code) = faults
+            .send_errors
+            .iter()
+            .find(|c| !INJECTABLE_SEND_ERRORS.contains(c))
+        {
+            return Err(SandboxError::Invalid(format!(
+                "send_errors: {code} is not one of {INJECTABLE_SEND_ERRORS:?}"
+            )));
+        }
         self.world()
             .faults
             .insert(phone_number_id.to_owned(), faults);
@@ -274,6 +358,40 @@ impl Sandbox {
             .get(phone_number_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The sandbox-wide settings.
+    pub fn settings(&self) -> Settings {
+        self.world().settings.clone()
+    }
+
+    /// Replaces the sandbox-wide settings.
+    pub fn set_settings(&self, settings: Settings) -> Result<(), SandboxError> {
+        if !["APPROVED", "REJECTED"].contains(&settings.template_review_outcome.as_str()) {
+            return Err(SandboxError::Invalid(
+                "template_review_outcome must be APPROVED or REJECTED".into(),
+            ));
+        }
+        if settings.status_delay_ms > 600_000 || settings.template_review_ms > 86_400_000 {
+            return Err(SandboxError::Invalid(
+                "status_delay_ms is at most 600000 and template_review_ms at most 86400000".into(),
+            ));
+        }
+        self.world().settings = settings;
+        Ok(())
+    }
+
+    /// The numbers of a WABA.
+    pub(crate) fn numbers_of(&self, waba: &str) -> Vec<NumberConfig> {
+        let mut numbers: Vec<NumberConfig> = self
+            .world()
+            .numbers
+            .values()
+            .filter(|n| n.business_account_id == waba)
+            .cloned()
+            .collect();
+        numbers.sort_by(|a, b| a.phone_number_id.cmp(&b.phone_number_id));
+        numbers
     }
 
     /// What the business sent to a number's customers, oldest first.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use chasqui_core::Timestamp;
+use chasqui_meta::graph::encode_query;
 use chasqui_store::{Cursor, decode_cursor};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -110,22 +111,8 @@ impl Params {
         pairs.push((key, cursor));
         pairs
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
             .collect::<Vec<_>>()
             .join("&")
     }
-}
-
-/// Percent-encodes a query component.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

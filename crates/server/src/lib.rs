@@ -13,6 +13,7 @@ mod platform;
 mod proxy;
 mod render;
 mod sandbox;
+mod templates;
 
 use std::sync::Arc;
 
@@ -48,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(inbound::routes())
         .merge(media::routes())
-        .nest("/platform/v1", platform::routes())
+        .nest(
+            "/platform/v1",
+            platform::routes().merge(templates::routes()),
+        )
         .merge(proxy::routes())
         .nest("/sandbox/v1", sandbox::routes())
         .with_state(state)

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::{App, AppError};
 use chasqui_core::NumberKind;
-use chasqui_sandbox::{Faults, InboundRequest, NumberConfig, Sandbox, StatusRequest};
+use chasqui_sandbox::{Faults, InboundRequest, NumberConfig, Sandbox, Settings, StatusRequest};
 use chasqui_store::numbers::{self, PhoneNumber};
 use serde_json::json;
 
@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/phone_numbers/{id}/faults",
             get(get_faults).put(put_faults),
         )
+        .route("/settings", get(get_settings).put(put_settings))
 }
 
 /// Makes a `sandbox` number known to the embedded sandbox (no-op for `cloud` numbers).
@@ -152,6 +153,26 @@ async fn put_faults(
     };
     match state.sandbox.set_faults(&id, faults.clone()) {
         Ok(()) => Json(json!({ "data": faults })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The embedded sandbox's behaviour (status delays, template review) is instance-wide; any
+/// project may read it and change it, as it only affects sandbox numbers.
+async fn get_settings(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = project(&state, &headers).await {
+        return e.into_response();
+    }
+    Json(json!({ "data": state.sandbox.settings() })).into_response()
+}
+
+async fn put_settings(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let settings: Settings = match project(&state, &headers).await.and_then(|_| parse(&body)) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match state.sandbox.set_settings(settings.clone()) {
+        Ok(()) => Json(json!({ "data": settings })).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -89,6 +89,11 @@ fn inbox_path(path: &str) -> String {
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "send", include_str!("../migrations/0002_send.sql")),
+    (
+        3,
+        "templates_media",
+        include_str!("../migrations/0003_templates_media.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

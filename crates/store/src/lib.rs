@@ -14,6 +14,7 @@ pub mod messages;
 pub mod numbers;
 pub mod projects;
 mod query;
+pub mod templates;
 pub mod testing;
 
 pub use db::{Backend, Db, StoreError, redact_url};

@@ -135,3 +135,63 @@ pub async fn mark_error(
     .await?;
     Ok(())
 }
+
+/// Records a file uploaded through the proxy (already stored at `storage_path`) under the id
+/// Meta gave it.
+pub async fn insert_uploaded(db: &Db, m: &Media, now: i64) -> crate::Result<()> {
+    sqlx::query(
+        "INSERT INTO media (id, project_id, phone_number_id, meta_media_id, mime_type, sha256, file_size, filename, storage_path, status, origin, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'stored', 'upload', $10, $10)",
+    )
+    .bind(&m.id)
+    .bind(&m.project_id)
+    .bind(&m.phone_number_id)
+    .bind(&m.meta_media_id)
+    .bind(&m.mime_type)
+    .bind(&m.sha256)
+    .bind(m.file_size)
+    .bind(&m.filename)
+    .bind(&m.storage_path)
+    .bind(now)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Media records carrying Meta's media id (any project: callers check ownership).
+pub async fn by_meta_id(db: &Db, meta_media_id: &str) -> crate::Result<Vec<Media>> {
+    let sql = format!("SELECT {COLS} FROM media WHERE meta_media_id = $1 ORDER BY created_at");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(meta_media_id)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter().map(media).collect()
+}
+
+/// The media row of a project's number with Meta's id, if any.
+pub async fn find_meta(
+    db: &Db,
+    project_id: &str,
+    phone_number_id: &str,
+    meta_media_id: &str,
+) -> crate::Result<Option<Media>> {
+    let sql = format!(
+        "SELECT {COLS} FROM media WHERE project_id = $1 AND phone_number_id = $2 AND meta_media_id = $3"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(phone_number_id)
+        .bind(meta_media_id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(media).transpose()
+}
+
+/// Forgets a media record.
+pub async fn delete(db: &Db, id: &str) -> crate::Result<()> {
+    sqlx::query("DELETE FROM media WHERE id = $1")
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}

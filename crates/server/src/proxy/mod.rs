@@ -1,5 +1,8 @@
-//! The Meta proxy's read extensions (`/meta/whatsapp/vN.0/{phone_number_id}/...`): stored
-//! messages, conversations and contacts in Meta's shapes with Kapso's `kapso` block.
+//! The Meta proxy (`/meta/whatsapp/vN.0/...`): sends, Kapso's read extensions (stored
+//! messages, conversations and contacts in Meta's shapes with the `kapso` block), and the
+//! Graph objects a business manages (media, templates, profile, numbers; see [`objects`]).
+
+mod objects;
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
@@ -21,27 +24,26 @@ use crate::render::{self, KapsoFields};
 type GraphResult<T> = Result<T, GraphError>;
 
 pub(crate) fn routes() -> Router<AppState> {
+    // One parameter name per position: the router requires it across routes.
     Router::new()
         .route(
-            "/meta/whatsapp/{version}/{phone_number_id}/messages",
+            "/meta/whatsapp/{version}/{id}/messages",
             get(list_messages).post(send_message),
         )
         .route(
-            "/meta/whatsapp/{version}/{phone_number_id}/messages/{wamid}",
+            "/meta/whatsapp/{version}/{id}/messages/{item}",
             get(get_message),
         )
         .route(
-            "/meta/whatsapp/{version}/{phone_number_id}/conversations",
+            "/meta/whatsapp/{version}/{id}/conversations",
             get(list_conversations),
         )
-        .route(
-            "/meta/whatsapp/{version}/{phone_number_id}/contacts",
-            get(list_contacts),
-        )
+        .route("/meta/whatsapp/{version}/{id}/contacts", get(list_contacts))
+        .merge(objects::routes())
 }
 
 /// Accepts any `v<N>.0` version segment.
-fn check_version(version: &str) -> GraphResult<()> {
+pub(crate) fn check_version(version: &str) -> GraphResult<()> {
     let ok = version
         .strip_prefix('v')
         .and_then(|v| v.strip_suffix(".0"))
