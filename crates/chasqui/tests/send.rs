@@ -217,3 +217,115 @@ async fn send_errors(backend: Backend) {
     h.stop().await;
 }
 both_backends!(send_errors);
+
+/// Creates a template through the proxy and waits for the sandbox to approve it.
+async fn approved_template(h: &Harness, waba: &str, template: Value) {
+    let (status, created) = h
+        .post(
+            &format!("/meta/whatsapp/v24.0/{waba}/message_templates"),
+            template,
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    wait_until("template approved", || async {
+        let (_, t) = h.get(&format!("/meta/whatsapp/v24.0/{id}")).await;
+        t["status"] == "APPROVED"
+    })
+    .await;
+}
+
+/// Every request sample of Meta's send API goes through the proxy, reaches the customer's
+/// phone (the sandbox outbox) and ends `read` (reactions: `sent`) with its status history.
+async fn every_type_round_trip(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            "/sandbox/v1/settings",
+            json!({"status_delay_ms": 5, "template_review_ms": 20}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, numbers) = h.get("/platform/v1/whatsapp/phone_numbers").await;
+    let waba = numbers["data"]
+        .as_array()
+        .expect("numbers")
+        .iter()
+        .find(|n| n["phone_number_id"] == pnid.as_str())
+        .and_then(|n| n["business_account_id"].as_str())
+        .expect("waba")
+        .to_owned();
+    approved_template(&h, &waba, json!({"name": "summer_sale", "language": "en_US", "category": "MARKETING",
+        "components": [
+            {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": ["4::aW1hZ2U="]}},
+            {"type": "BODY", "text": "Hi {{1}}, take {{2}} off this week.", "example": {"body_text": [["Ana", "20%"]]}},
+            {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Shop", "url": "https://shop.example.com/s/{{1}}", "example": ["summer26"]}]}]})).await;
+    approved_template(&h, &waba, json!({"name": "order_confirmation", "language": "en_US", "category": "UTILITY",
+        "parameter_format": "NAMED",
+        "components": [{"type": "BODY", "text": "Thanks {{first_name}}! Total {{total}}, shipping {{ship_date}}.",
+            "example": {"body_text_named_params": [{"param_name": "first_name", "example": "Ana"},
+                {"param_name": "total", "example": "$1"}, {"param_name": "ship_date", "example": "May 2"}]}}]})).await;
+    approved_template(&h, &waba, json!({"name": "order_shipped", "language": "en_US", "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped.", "example": {"body_text": [["Ana", "A-1"]]}}]})).await;
+
+    h.customer_says(
+        "16505551234",
+        "José",
+        json!({"type": "text", "text": {"body": "hola"}}),
+    )
+    .await;
+    h.settle().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../meta/fixtures/send");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("request-"))
+        })
+        .collect();
+    files.sort();
+    let mut sent = Vec::new();
+    for path in &files {
+        let body: Value =
+            serde_json::from_slice(&std::fs::read(path).expect("read")).expect("fixture json");
+        let (status, answer, _) = post_send(&h, &pnid, &body, None).await;
+        assert_eq!(status, 200, "{}: {answer}", path.display());
+        if let Some(wamid) = answer["messages"][0]["id"].as_str() {
+            let kind = body["type"].as_str().unwrap_or("text").to_owned();
+            sent.push((wamid.to_owned(), kind));
+        } else {
+            assert_eq!(answer["success"], true, "{}: {answer}", path.display());
+        }
+    }
+    assert_eq!(
+        sent.len(),
+        files.len() - 2,
+        "all but the two mark-as-read samples"
+    );
+    let (_, outbox) = h
+        .get(&format!("/sandbox/v1/phone_numbers/{pnid}/outbox"))
+        .await;
+    assert_eq!(outbox["data"].as_array().expect("outbox").len(), sent.len());
+    for (wamid, kind) in &sent {
+        let (want, history) = if kind == "reaction" {
+            ("sent", 1)
+        } else {
+            ("read", 3)
+        };
+        wait_until(&format!("{kind} {want}"), || async {
+            let (_, m) = h
+                .get(&format!("/meta/whatsapp/v24.0/{pnid}/messages/{wamid}"))
+                .await;
+            m["kapso"]["status"] == want
+                && m["kapso"]["statuses"].as_array().map(Vec::len) == Some(history)
+                && m["type"] == kind.as_str()
+        })
+        .await;
+    }
+}
+both_backends!(every_type_round_trip);
