@@ -50,6 +50,7 @@ struct Inner {
     wake: tokio::sync::Notify,
     public_url: OnceLock<String>,
     local_url: OnceLock<String>,
+    writes: OnceLock<chasqui_store::group::WriteQueue>,
 }
 
 impl App {
@@ -70,6 +71,7 @@ impl App {
                 wake: tokio::sync::Notify::new(),
                 public_url: OnceLock::new(),
                 local_url: OnceLock::new(),
+                writes: OnceLock::new(),
             }),
         }
     }
@@ -77,6 +79,18 @@ impl App {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The group-commit queue for small writes of concurrent requests (started on first use,
+    /// inside the runtime): one writer on SQLite, four on PostgreSQL.
+    pub fn writes(&self) -> &chasqui_store::group::WriteQueue {
+        self.inner.writes.get_or_init(|| {
+            let writers = match self.inner.db.backend() {
+                chasqui_store::Backend::Sqlite => 1,
+                chasqui_store::Backend::Postgres => 4,
+            };
+            chasqui_store::group::WriteQueue::start(self.inner.db.clone(), writers)
+        })
     }
 
     /// The instance key.

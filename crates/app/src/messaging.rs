@@ -178,34 +178,6 @@ async fn send_once(
         }
     }
 
-    // The contact and its conversation exist before the call.
-    let (conversation_id, contact_id) = {
-        let mut tx = db.writer().begin().await?;
-        let identity = Identity {
-            wa_id: Some(wa_id.clone()),
-            user_id: None,
-            profile_name: None,
-        };
-        let contact_id =
-            contacts::upsert(&mut tx, &number.project_id, &identity, &new_id(), now).await?;
-        let thread = conversations::Thread {
-            project_id: &number.project_id,
-            phone_number_id: &number.phone_number_id,
-            contact_id: &contact_id,
-        };
-        let (conversation_id, _) = conversations::current(
-            &mut tx,
-            thread,
-            &new_id(),
-            now,
-            CONVERSATION_IDLE_MILLIS,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        (conversation_id, contact_id)
-    };
-
     // Media sent by the id of a file uploaded through the proxy links to that file.
     let media_id = match request
         .get(&kind)
@@ -230,8 +202,8 @@ async fn send_once(
         id: id.clone(),
         project_id: number.project_id.clone(),
         phone_number_id: number.phone_number_id.clone(),
-        conversation_id: Some(conversation_id.clone()),
-        contact_id: Some(contact_id),
+        conversation_id: None,
+        contact_id: None,
         wamid: format!("pending.{id}"),
         direction: "outbound".into(),
         message_type: kind.clone(),
@@ -244,22 +216,23 @@ async fn send_once(
         sent_at: now,
         created_at: now,
     };
-    if let Err(e) = messages::begin_send(db, &message).await {
-        if !is_unique_violation(&e) {
-            return Err(e.into());
+
+    // The contact, its conversation and the pending message exist before the call.
+    let conversation_id = match begin(app, &wa_id, &message).await? {
+        Begun::Started(conversation_id) => conversation_id,
+        Begun::Busy(conversation_id) => {
+            // One send per conversation at a time; an abandoned one does not block forever.
+            if !messages::expire_in_flight(db, &conversation_id, now - IN_FLIGHT_MILLIS, now)
+                .await?
+            {
+                return Err(SendError::InFlight);
+            }
+            match begin(app, &wa_id, &message).await? {
+                Begun::Started(conversation_id) => conversation_id,
+                Begun::Busy(_) => return Err(SendError::InFlight),
+            }
         }
-        // One send per conversation at a time; an abandoned one does not block forever.
-        if !messages::expire_in_flight(db, &conversation_id, now - IN_FLIGHT_MILLIS, now).await? {
-            return Err(SendError::InFlight);
-        }
-        if let Err(e) = messages::begin_send(db, &message).await {
-            return Err(if is_unique_violation(&e) {
-                SendError::InFlight
-            } else {
-                e.into()
-            });
-        }
-    }
+    };
 
     let answer = graph
         .send_message(&number.phone_number_id, creds.access_token.expose(), raw)
@@ -267,13 +240,8 @@ async fn send_once(
     let (status, body) = match answer {
         Ok(found) => found,
         Err(e) => {
-            messages::fail_send(
-                db,
-                &id,
-                &format!("{{\"transport\":{:?}}}", e.to_string()),
-                app.now(),
-            )
-            .await?;
+            let error = format!("{{\"transport\":{:?}}}", e.to_string());
+            finish(app, id, conversation_id, Outcome::Failed(error)).await?;
             return Err(SendError::Upstream(e.to_string()));
         }
     };
@@ -282,26 +250,125 @@ async fn send_once(
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    match wamid {
-        Some(wamid) if (200..300).contains(&status) => {
-            messages::finish_send(db, &id, &number.phone_number_id, &wamid, app.now()).await?;
-            let mut conn = db.writer().acquire().await?;
-            let activity = Activity {
-                wamid: &wamid,
-                message_type: &kind,
-                text: &content,
-                at: now,
-                inbound: false,
-            };
-            conversations::record_activity(&mut conn, &conversation_id, &activity, app.now())
-                .await?;
-        }
-        _ => {
-            messages::fail_send(db, &id, &String::from_utf8_lossy(&body), app.now()).await?;
-        }
-    }
+    let outcome = match wamid {
+        Some(wamid) if (200..300).contains(&status) => Outcome::Accepted {
+            phone_number_id: number.phone_number_id.clone(),
+            wamid,
+            kind,
+            content,
+            at: now,
+        },
+        _ => Outcome::Failed(String::from_utf8_lossy(&body).into_owned()),
+    };
+    finish(app, id, conversation_id, outcome).await?;
     Ok(GraphAnswer {
         status,
         body: body.to_vec(),
     })
+}
+
+/// Whether a send could start in its conversation.
+enum Begun {
+    /// The pending message is stored, in flight, in this conversation.
+    Started(String),
+    /// Another send of this conversation is in flight.
+    Busy(String),
+}
+
+/// Stores the contact, its current conversation and the pending in-flight message in one
+/// group-committed unit.
+async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, SendError> {
+    let (wa_id, mut message, now) = (wa_id.to_owned(), message.clone(), app.now());
+    let begun = app
+        .writes()
+        .run(move |conn| {
+            Box::pin(async move {
+                let identity = Identity {
+                    wa_id: Some(wa_id),
+                    user_id: None,
+                    profile_name: None,
+                };
+                let contact_id =
+                    contacts::upsert(conn, &message.project_id, &identity, &new_id(), now).await?;
+                let thread = conversations::Thread {
+                    project_id: &message.project_id,
+                    phone_number_id: &message.phone_number_id,
+                    contact_id: &contact_id,
+                };
+                let (conversation_id, _) = conversations::current(
+                    conn,
+                    thread,
+                    &new_id(),
+                    now,
+                    CONVERSATION_IDLE_MILLIS,
+                    now,
+                )
+                .await?;
+                if messages::in_flight(conn, &conversation_id).await? {
+                    return Ok(Begun::Busy(conversation_id));
+                }
+                message.conversation_id = Some(conversation_id.clone());
+                message.contact_id = Some(contact_id);
+                messages::start_send(conn, &message).await?;
+                Ok(Begun::Started(conversation_id))
+            })
+        })
+        .await;
+    match begun {
+        Ok(b) => Ok(b),
+        // Another node started a send in the same conversation at the same moment.
+        Err(e) if is_unique_violation(&e) => Err(SendError::InFlight),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How Meta answered a send.
+enum Outcome {
+    /// Meta accepted it under this wamid.
+    Accepted {
+        phone_number_id: String,
+        wamid: String,
+        kind: String,
+        content: String,
+        at: i64,
+    },
+    /// Meta refused it (its error body) or could not be reached.
+    Failed(String),
+}
+
+/// Stores Meta's answer and frees the conversation, in one group-committed unit.
+async fn finish(
+    app: &App,
+    id: String,
+    conversation_id: String,
+    outcome: Outcome,
+) -> Result<(), SendError> {
+    let now = app.now();
+    app.writes()
+        .run(move |conn| {
+            Box::pin(async move {
+                match outcome {
+                    Outcome::Accepted {
+                        phone_number_id,
+                        wamid,
+                        kind,
+                        content,
+                        at,
+                    } => {
+                        messages::finish_send(conn, &id, &phone_number_id, &wamid, now).await?;
+                        let activity = Activity {
+                            wamid: &wamid,
+                            message_type: &kind,
+                            text: &content,
+                            at,
+                            inbound: false,
+                        };
+                        conversations::record_activity(conn, &conversation_id, &activity, now).await
+                    }
+                    Outcome::Failed(error) => messages::fail_send(conn, &id, &error, now).await,
+                }
+            })
+        })
+        .await?;
+    Ok(())
 }

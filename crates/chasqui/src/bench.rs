@@ -48,6 +48,28 @@ pub enum BenchCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Send text messages through the Meta proxy to a sandbox number across many
+    /// conversations; reports sends/s and latency, and checks per-conversation order.
+    Send {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key of the project.
+        #[arg(long, env = "CHASQUI_BENCH_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Sandbox phone number id to send from (default: a new sandbox number).
+        #[arg(long)]
+        phone_number_id: Option<String>,
+        /// Conversations (simulated customers) to spread the sends over.
+        #[arg(long, default_value_t = 256)]
+        conversations: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Concurrent connections (each owns a share of the conversations).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// Serve the null handler (signature check + JSON parse + 200) as a ceiling
     /// (listens on --listen, default 127.0.0.1:8099).
     NullServer {
@@ -103,6 +125,29 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
             }
             Ok(())
         }
+        BenchCommand::Send {
+            url,
+            api_key,
+            phone_number_id,
+            conversations,
+            duration,
+            concurrency,
+        } => {
+            let url = url.trim_end_matches('/').to_owned();
+            if !url.starts_with("http://") {
+                bail!("the load generator speaks plain HTTP: give an http:// URL");
+            }
+            let concurrency = concurrency.clamp(1, conversations.max(1));
+            crate::bench_send::run(crate::bench_send::SendPlan {
+                url,
+                api_key,
+                phone_number_id,
+                conversations: conversations.max(1),
+                duration: Duration::from_secs(duration),
+                concurrency,
+            })
+            .await
+        }
         BenchCommand::NullServer { app_secret } => null_server(listen, app_secret).await,
     }
 }
@@ -148,16 +193,16 @@ struct IngestPlan {
     now: i64,
 }
 
-struct Report {
-    started: Instant,
-    elapsed: Duration,
-    accepted: u64,
-    failed: u64,
-    latencies_us: Vec<u64>,
+pub(crate) struct Report {
+    pub(crate) started: Instant,
+    pub(crate) elapsed: Duration,
+    pub(crate) accepted: u64,
+    pub(crate) failed: u64,
+    pub(crate) latencies_us: Vec<u64>,
 }
 
 impl Report {
-    fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -280,13 +325,13 @@ async fn ingest(plan: IngestPlan) -> anyhow::Result<Report> {
 
 /// A bare HTTP/1.1 keep-alive connection: the load generator must cost far less CPU than
 /// the server it measures (both share this machine's cores), which a full client does not.
-struct RawConn {
+pub(crate) struct RawConn {
     stream: tokio::io::BufReader<tokio::net::TcpStream>,
     host: String,
 }
 
 impl RawConn {
-    async fn connect(url: &str) -> std::io::Result<Self> {
+    pub(crate) async fn connect(url: &str) -> std::io::Result<Self> {
         let host = url
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -301,9 +346,23 @@ impl RawConn {
 
     /// Posts one webhook; returns the response status.
     async fn post(&mut self, signature: &str, body: &[u8]) -> std::io::Result<u16> {
+        let header = format!("X-Hub-Signature-256: {signature}\r\n");
+        self.request("/webhooks/meta", &header, body)
+            .await
+            .map(|(status, _)| status)
+    }
+
+    /// Posts `body` (JSON) to `path` with extra header lines (each ending in CRLF); returns
+    /// the status and the response body.
+    pub(crate) async fn request(
+        &mut self,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let head = format!(
-            "POST /webhooks/meta HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n",
             self.host,
             body.len()
         );
@@ -335,11 +394,11 @@ impl RawConn {
         }
         let mut rest = vec![0u8; length];
         self.stream.read_exact(&mut rest).await?;
-        Ok(status)
+        Ok((status, rest))
     }
 }
 
-async fn wait_processed(url: &str, started: Instant) -> anyhow::Result<()> {
+pub(crate) async fn wait_processed(url: &str, started: Instant) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     loop {
         let text = client

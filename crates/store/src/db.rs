@@ -28,6 +28,9 @@ pub enum StoreError {
     /// Stored data does not have the shape the code expects.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The shared transaction of a group commit failed; the work was not stored.
+    #[error("group commit failed: {0}")]
+    GroupCommit(String),
 }
 
 impl StoreError {

@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod conversations;
 mod db;
 pub mod events;
+pub mod group;
 pub mod idempotency;
 pub mod jobs;
 pub mod media;

@@ -330,8 +330,24 @@ pub async fn statuses(
 /// violation when another message of the conversation is in flight.
 pub async fn begin_send(db: &Db, m: &NewMessage) -> crate::Result<()> {
     let mut conn = db.writer().acquire().await?;
-    insert_row(&mut conn, m, true).await?;
+    start_send(&mut conn, m).await
+}
+
+/// [`begin_send`] on a connection (inside a caller's transaction).
+pub async fn start_send(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<()> {
+    insert_row(conn, m, true).await?;
     Ok(())
+}
+
+/// Whether a send of the conversation is in flight.
+pub async fn in_flight(conn: &mut AnyConnection, conversation_id: &str) -> crate::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND in_flight = 1",
+    )
+    .bind(conversation_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
 }
 
 /// Ends an in-flight send that never finished (its node died mid-call) so the conversation
@@ -358,13 +374,12 @@ pub async fn expire_in_flight(
 /// before this (and made a stub under that wamid) is folded in: the stub goes, its statuses
 /// stay in the history and move the message forward.
 pub async fn finish_send(
-    db: &Db,
+    tx: &mut AnyConnection,
     id: &str,
     phone_number_id: &str,
     wamid: &str,
     now: i64,
 ) -> crate::Result<()> {
-    let mut tx = db.writer().begin().await?;
     sqlx::query(
         "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3",
     )
@@ -388,22 +403,26 @@ pub async fn finish_send(
     .await?;
     for status in seen {
         if let Ok(s) = status.parse::<chasqui_core::MessageStatus>() {
-            advance_status(&mut tx, phone_number_id, wamid, s.as_str(), s.rank(), now).await?;
+            advance_status(tx, phone_number_id, wamid, s.as_str(), s.rank(), now).await?;
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 
 /// Records a send that Meta refused: `failed` with Meta's error.
-pub async fn fail_send(db: &Db, id: &str, error: &str, now: i64) -> crate::Result<()> {
+pub async fn fail_send(
+    conn: &mut AnyConnection,
+    id: &str,
+    error: &str,
+    now: i64,
+) -> crate::Result<()> {
     sqlx::query(
         "UPDATE messages SET in_flight = 0, status = 'failed', status_rank = 6, error = $1, updated_at = $2 WHERE id = $3",
     )
     .bind(error)
     .bind(now)
     .bind(id)
-    .execute(db.writer())
+    .execute(conn)
     .await?;
     Ok(())
 }
