@@ -424,26 +424,29 @@ async fn update_conversation(
 ) -> ApiResult<Json<Value>> {
     let project_id = project(&state, &headers).await?;
     let input: ConversationInput = rooted(&body, "whatsapp_conversation")?;
-    let current = conversations::get(state.app.db(), &project_id, &id)
+    let c = set_conversation_status(&state, &project_id, &id, input.status.as_deref()).await?;
+    let fields = KapsoFields::conversations(None).map_err(bad)?;
+    Ok(Json(
+        json!({ "data": render::conversation(&c, &fields, state.app.now()) }),
+    ))
+}
+
+/// Ends or reopens a conversation of the project; returns it as stored afterwards.
+pub(crate) async fn set_conversation_status(
+    state: &AppState,
+    project_id: &str,
+    id: &str,
+    status: Option<&str>,
+) -> ApiResult<conversations::Conversation> {
+    let db = state.app.db();
+    let current = conversations::get(db, project_id, id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Conversation")))?;
-    match input.status.as_deref() {
+    match status {
         None => {}
         Some(s) if s == current.status => {}
-        Some("ended") => {
-            conversations::set_status(state.app.db(), &project_id, &id, "ended", state.app.now())
-                .await?;
-        }
-        Some("active") => {
-            match conversations::set_status(
-                state.app.db(),
-                &project_id,
-                &id,
-                "active",
-                state.app.now(),
-            )
-            .await
-            {
+        Some(s @ ("ended" | "active")) => {
+            match conversations::set_status(db, project_id, id, s, state.app.now()).await {
                 Ok(_) => {}
                 Err(e) if projects::is_unique_violation(&e) => {
                     return Err(AppError::Conflict(
@@ -461,13 +464,9 @@ async fn update_conversation(
             .into());
         }
     }
-    let c = conversations::get(state.app.db(), &project_id, &id)
+    conversations::get(db, project_id, id)
         .await?
-        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
-    let fields = KapsoFields::conversations(None).map_err(bad)?;
-    Ok(Json(
-        json!({ "data": render::conversation(&c, &fields, state.app.now()) }),
-    ))
+        .ok_or(ApiError(AppError::NotFound("Conversation")))
 }
 
 pub(crate) fn message_filter(params: &Params) -> ApiResult<MessageFilter> {

@@ -39,6 +39,14 @@ pub(crate) fn routes() -> Router<AppState> {
             get(list_conversations),
         )
         .route("/meta/whatsapp/{version}/{id}/contacts", get(list_contacts))
+        .route(
+            "/meta/whatsapp/{version}/{id}/conversations/{item}",
+            get(get_number_conversation),
+        )
+        .route(
+            "/meta/whatsapp/{version}/conversations/{item}",
+            get(get_conversation).patch(update_conversation),
+        )
         .merge(objects::routes())
 }
 
@@ -123,6 +131,63 @@ async fn list_conversations(
         .map(|c| render::conversation(c, &fields, state.app.now()))
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+/// `GET /conversations/{conversation_id}` (Kapso's extension; needs `X-API-Key`).
+async fn get_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, id)): Path<(String, String)>,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let project_id = auth::project(&state, &headers).await.map_err(param_error)?;
+    let fields = KapsoFields::conversations(params.get("fields")).map_err(GraphError::param)?;
+    let c = conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or_else(|| GraphError::not_found(&id))?;
+    Ok(Json(render::conversation(&c, &fields, state.app.now())))
+}
+
+/// `GET /{phone_number_id}/conversations/{conversation_id}`.
+async fn get_number_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, pnid, id)): Path<(String, String, String)>,
+    params: Params,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let number = auth::number(&state, &headers, &pnid).await?;
+    let fields = KapsoFields::conversations(params.get("fields")).map_err(GraphError::param)?;
+    let c = conversations::get(state.app.db(), &number.project_id, &id)
+        .await?
+        .filter(|c| c.phone_number_id == number.phone_number_id)
+        .ok_or_else(|| GraphError::not_found(&id))?;
+    Ok(Json(render::conversation(&c, &fields, state.app.now())))
+}
+
+/// `PATCH /conversations/{conversation_id}` with `{"status": "ended"|"active"}`.
+async fn update_conversation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((version, id)): Path<(String, String)>,
+    body: Bytes,
+) -> GraphResult<Json<Value>> {
+    check_version(&version)?;
+    let project_id = auth::project(&state, &headers).await.map_err(param_error)?;
+    let status = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => match m.get("status") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(GraphError::param("status must be a string.")),
+        },
+        _ => return Err(GraphError::param("The request body must be a JSON object.")),
+    };
+    let c = crate::platform::set_conversation_status(&state, &project_id, &id, status.as_deref())
+        .await
+        .map_err(param_error)?;
+    let fields = KapsoFields::conversations(None).map_err(GraphError::param)?;
+    Ok(Json(render::conversation(&c, &fields, state.app.now())))
 }
 
 async fn list_contacts(
