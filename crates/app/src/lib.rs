@@ -10,6 +10,7 @@ pub mod media;
 pub mod messaging;
 pub mod numbers;
 pub mod processing;
+pub mod profile;
 pub mod projects;
 pub mod templates;
 pub mod worker;

@@ -369,6 +369,38 @@ async fn profile_and_numbers(backend: Backend) {
         "vertical is always present"
     );
 
+    // A profile photo in a multipart update: Chasqui runs Meta's resumable upload for it.
+    let photo = |bytes: Vec<u8>| {
+        Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("description", "Since 1990")
+            .part("file", Part::bytes(bytes).file_name("logo.png"))
+    };
+    let post_photo = |form: Form| {
+        h.http
+            .post(h.url(&path))
+            .header("x-api-key", &h.key)
+            .multipart(form)
+            .send()
+    };
+    let r = post_photo(photo(b"GIF89a not a photo".to_vec()))
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let mut big = PNG.to_vec();
+    big.resize(5 * 1024 * 1024 + 1, 0);
+    let r = post_photo(photo(big)).await.expect("post");
+    assert_eq!(r.status(), 400);
+    let r = post_photo(photo(PNG.to_vec())).await.expect("post");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let (_, profile) = h.get(&path).await;
+    assert_eq!(profile["data"][0]["description"], "Since 1990");
+    let picture = profile["data"][0]["profile_picture_url"]
+        .as_str()
+        .expect("profile_picture_url");
+    let served = reqwest::get(picture).await.expect("picture");
+    assert_eq!(served.bytes().await.expect("bytes").as_ref(), PNG);
+
     let (status, number) = h.get(&format!("/meta/whatsapp/v24.0/{pnid}")).await;
     assert_eq!(status, 200, "{number}");
     assert_eq!(number["id"], pnid.as_str());

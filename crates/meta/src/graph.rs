@@ -74,6 +74,8 @@ pub enum GraphBody {
     Json(Vec<u8>),
     /// A multipart form (media uploads).
     Multipart(reqwest::multipart::Form),
+    /// A whole file for a resumable upload session (sent with `file_offset: 0`).
+    UploadChunk(Vec<u8>),
 }
 
 /// Meta's answer to a Graph call, unchanged.
@@ -185,6 +187,10 @@ impl GraphClient {
                 .header("content-type", "application/json")
                 .body(bytes),
             GraphBody::Multipart(form) => request.multipart(form),
+            GraphBody::UploadChunk(bytes) => request
+                .header("file_offset", "0")
+                .header("content-type", "application/octet-stream")
+                .body(bytes),
         };
         let response = request.send().await?;
         let status = response.status().as_u16();

@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::multipart::Multipart;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, OriginalUri, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,7 +46,11 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route(
             "/meta/whatsapp/{version}/{id}/whatsapp_business_profile",
-            get(get_profile).post(update_profile),
+            get(get_profile)
+                .post(update_profile)
+                .layer(DefaultBodyLimit::max(
+                    chasqui_app::profile::MAX_PHOTO_BYTES + 1024 * 1024,
+                )),
         )
         .route(
             "/meta/whatsapp/{version}/{id}/message_templates",
@@ -386,28 +390,69 @@ async fn get_profile(
     ))
 }
 
+/// `POST /{phone_number_id}/whatsapp_business_profile`: Meta's JSON body, or a multipart
+/// form with the same fields (`websites` repeated) and a `file` part for the profile photo.
 async fn update_profile(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((version, id)): Path<(String, String)>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, GraphError> {
     check_version(&version)?;
     let number = auth::number(&state, &headers, &id).await?;
-    let mut request = json_object(&body)?;
-    // Some SDKs leave it out; Meta requires it.
-    request
-        .entry("messaging_product")
-        .or_insert_with(|| Value::from("whatsapp"));
-    let mut fields = request.clone();
-    fields.remove("messaging_product");
-    fields.remove("profile_picture_handle");
-    chasqui_meta::profile::check(&fields).map_err(GraphError::param)?;
-    let path = format!("{id}/whatsapp_business_profile");
-    let body = GraphBody::Json(serde_json::to_vec(&request).unwrap_or_default());
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("multipart/form-data"));
+    let (fields, photo) = if multipart {
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| GraphError::param(e.body_text()))?;
+        profile_form(form).await?
+    } else {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| GraphError::param(e.body_text()))?;
+        (json_object(&body)?, None)
+    };
     Ok(answer(
-        forward(&state.app, &number, Method::POST, &path, None, body).await,
+        chasqui_app::profile::update(&state.app, &number, fields, photo).await,
     ))
+}
+
+/// The fields and photo of a multipart profile update.
+async fn profile_form(
+    mut form: Multipart,
+) -> Result<(Map<String, Value>, Option<chasqui_app::profile::Photo>), GraphError> {
+    let mut fields = Map::new();
+    let mut photo = None;
+    let read_error = |e: axum::extract::multipart::MultipartError| {
+        GraphError::param(format!("The multipart body could not be read: {e}"))
+    };
+    while let Some(field) = form.next_field().await.map_err(read_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let file_name = field.file_name().unwrap_or("profile.jpg").to_owned();
+            let bytes = field.bytes().await.map_err(read_error)?;
+            photo = Some(chasqui_app::profile::Photo {
+                file_name,
+                bytes: bytes.to_vec(),
+            });
+            continue;
+        }
+        let text = field.text().await.map_err(read_error)?;
+        if name == "websites" {
+            let list = fields
+                .entry("websites")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = list {
+                list.push(Value::from(text));
+            }
+        } else {
+            fields.insert(name, Value::from(text));
+        }
+    }
+    Ok((fields, photo))
 }
 
 /// Points Meta's `paging.next`/`previous` at the proxy.
