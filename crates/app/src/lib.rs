@@ -12,6 +12,7 @@ pub mod numbers;
 pub mod processing;
 pub mod profile;
 pub mod projects;
+pub mod render;
 pub mod templates;
 pub mod worker;
 

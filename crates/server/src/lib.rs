@@ -11,7 +11,7 @@ mod inbound;
 mod media;
 mod platform;
 mod proxy;
-mod render;
+use chasqui_app::render;
 mod sandbox;
 mod templates;
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chasqui_app::App;
+use crate::App;
 use chasqui_core::Timestamp;
 use chasqui_store::conversations::Conversation;
 use chasqui_store::messages::StoredMessage;
@@ -74,12 +74,12 @@ const CONVERSATION_FIELDS: &[&str] = &[
 
 /// Which `kapso` fields to render.
 #[derive(Debug, Clone)]
-pub(crate) struct KapsoFields(Option<BTreeSet<String>>);
+pub struct KapsoFields(Option<BTreeSet<String>>);
 
 impl KapsoFields {
     /// Parses `fields`: absent or without `kapso(...)` → defaults; `kapso(*)`/`kapso(all)` →
     /// all; `kapso()` → none; `kapso(a,b)` → those (unknown names are an error).
-    pub(crate) fn parse(
+    pub fn parse(
         fields: Option<&str>,
         all: &[&str],
         default: &[&str],
@@ -116,11 +116,13 @@ impl KapsoFields {
         }
     }
 
-    pub(crate) fn messages(fields: Option<&str>) -> Result<Self, String> {
+    /// The selection for messages from a `fields` parameter.
+    pub fn messages(fields: Option<&str>) -> Result<Self, String> {
         Self::parse(fields, MESSAGE_FIELDS, MESSAGE_DEFAULT)
     }
 
-    pub(crate) fn conversations(fields: Option<&str>) -> Result<Self, String> {
+    /// The selection for conversations from a `fields` parameter.
+    pub fn conversations(fields: Option<&str>) -> Result<Self, String> {
         Self::parse(fields, CONVERSATION_FIELDS, CONVERSATION_FIELDS)
     }
 
@@ -137,7 +139,7 @@ impl KapsoFields {
 }
 
 /// A stored message in Meta's shape plus the `kapso` block.
-pub(crate) fn message(
+pub fn message(
     app: &App,
     m: &StoredMessage,
     statuses: &HashMap<String, Vec<Value>>,
@@ -174,7 +176,7 @@ pub(crate) fn message(
         let url = m
             .media_id
             .as_ref()
-            .map(|id| chasqui_app::media::signed_url(app, id));
+            .map(|id| crate::media::signed_url(app, id));
         k.insert("media_url".into(), json!(url));
         if let Some(media) = out.get(&m.message_type) {
             k.insert(
@@ -210,7 +212,7 @@ pub(crate) fn message(
 }
 
 /// A conversation in Kapso's shape.
-pub(crate) fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> Value {
+pub fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> Value {
     let mut out = json!({
         "id": c.id,
         "phone_number": c.wa_id.as_ref().map(|w| format!("+{w}")),
@@ -250,7 +252,7 @@ pub(crate) fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> 
 }
 
 /// A phone number without its secrets.
-pub(crate) fn number(n: &PhoneNumber) -> Value {
+pub fn number(n: &PhoneNumber) -> Value {
     let normalized = n
         .display_phone_number
         .as_ref()
@@ -273,7 +275,7 @@ pub(crate) fn number(n: &PhoneNumber) -> Value {
 }
 
 /// A customer.
-pub(crate) fn customer(c: &Customer) -> Value {
+pub fn customer(c: &Customer) -> Value {
     json!({
         "id": c.id,
         "name": c.name,
@@ -284,7 +286,7 @@ pub(crate) fn customer(c: &Customer) -> Value {
 }
 
 /// Statuses of a page of messages, grouped by wamid.
-pub(crate) async fn statuses_for(
+pub async fn statuses_for(
     app: &App,
     messages: &[StoredMessage],
 ) -> Result<HashMap<String, Vec<Value>>, chasqui_store::StoreError> {
