@@ -14,6 +14,7 @@ pub mod profile;
 pub mod projects;
 pub mod render;
 pub mod templates;
+pub mod webhooks;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -33,6 +34,10 @@ pub struct Settings {
     pub graph_base_url: String,
     /// Lifetime of signed media URLs, in seconds.
     pub media_url_ttl_secs: i64,
+    /// Whether outbound webhooks may target loopback and private addresses.
+    pub webhook_allow_private: bool,
+    /// Delays before each webhook retry, in seconds.
+    pub webhook_retry_schedule: Vec<u64>,
 }
 
 /// Shared state of one Chasqui node.

@@ -16,7 +16,7 @@ use chasqui_store::messages::{self, NewMessage};
 use chasqui_store::{Conn, StoreError, events, jobs, media};
 use serde_json::Value;
 
-use crate::App;
+use crate::{App, webhooks};
 
 /// Deliveries applied per transaction: small, so the ingest writer (which shares SQLite's
 /// single write connection) never waits long.
@@ -361,7 +361,7 @@ async fn store_inbound(
         phone_number_id: pnid,
         contact_id: &contact_id,
     };
-    let (conversation_id, _opened) = conversations::current(
+    let (conversation_id, opened) = conversations::current(
         conn,
         thread,
         &new_id(),
@@ -428,6 +428,26 @@ async fn store_inbound(
             inbound: true,
         };
         conversations::record_activity(conn, &conversation_id, &activity, now).await?;
+        if opened {
+            webhooks::publish_conversation(
+                conn,
+                project_id,
+                pnid,
+                "whatsapp.conversation.created",
+                &conversation_id,
+                now,
+            )
+            .await?;
+        }
+        let event = webhooks::MessageEvent {
+            project_id,
+            phone_number_id: pnid,
+            event_type: "whatsapp.message.received",
+            wamid: &head.id,
+            conversation_id: Some(&conversation_id),
+            is_new_conversation: opened,
+        };
+        webhooks::publish_message(conn, event, now).await?;
     }
     Ok(())
 }
@@ -517,6 +537,24 @@ async fn store_status(
     }
     if let Some(status) = parsed {
         messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now).await?;
+        if matches!(
+            status,
+            MessageStatus::Sent
+                | MessageStatus::Delivered
+                | MessageStatus::Read
+                | MessageStatus::Failed
+        ) {
+            let event_type = format!("whatsapp.message.{}", status.as_str());
+            let event = webhooks::MessageEvent {
+                project_id,
+                phone_number_id: pnid,
+                event_type: &event_type,
+                wamid: &head.id,
+                conversation_id: None,
+                is_new_conversation: false,
+            };
+            webhooks::publish_message(conn, event, now).await?;
+        }
     }
     Ok(())
 }

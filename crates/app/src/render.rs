@@ -72,18 +72,14 @@ const CONVERSATION_FIELDS: &[&str] = &[
     "customer_service_window_expires_at",
 ];
 
-/// Which `kapso` fields to render.
-#[derive(Debug, Clone)]
+/// Which `kapso` fields to render (`Default`: the default set).
+#[derive(Debug, Clone, Default)]
 pub struct KapsoFields(Option<BTreeSet<String>>);
 
 impl KapsoFields {
     /// Parses `fields`: absent or without `kapso(...)` → defaults; `kapso(*)`/`kapso(all)` →
     /// all; `kapso()` → none; `kapso(a,b)` → those (unknown names are an error).
-    pub fn parse(
-        fields: Option<&str>,
-        all: &[&str],
-        default: &[&str],
-    ) -> Result<Self, String> {
+    pub fn parse(fields: Option<&str>, all: &[&str], default: &[&str]) -> Result<Self, String> {
         let set = |names: &[&str]| Some(names.iter().map(|s| (*s).to_owned()).collect());
         let Some(fields) = fields else {
             return Ok(Self(set(default)));

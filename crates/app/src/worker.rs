@@ -1,6 +1,6 @@
-//! Background work of a node: applying inbound deliveries, running jobs, and ending idle
-//! conversations. Every loop stops at a cancellation point between units of work, so a
-//! shutdown drains what is in flight and loses nothing.
+//! Background work of a node: applying inbound deliveries, running jobs, delivering
+//! outbound webhooks, and ending idle conversations. Every loop stops at a cancellation
+//! point between units of work, so a shutdown drains what is in flight and loses nothing.
 
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         .map(|_| tokio::spawn(inbound_loop(app.clone(), shutdown.clone())))
         .collect();
     tasks.push(tokio::spawn(jobs_loop(app.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(sweeper_loop(app, shutdown)));
     futures::future::join_all(tasks).await;
 }
@@ -51,6 +52,20 @@ async fn inbound_loop(app: App, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "processing inbound events failed");
+                idle(&app, &shutdown).await;
+            }
+        }
+    }
+}
+
+async fn webhooks_loop(app: App, shutdown: CancellationToken) {
+    let client = crate::webhooks::delivery_client(app.settings().webhook_allow_private);
+    while !shutdown.is_cancelled() {
+        match crate::webhooks::deliver_due(&app, &client).await {
+            Ok(0) => idle(&app, &shutdown).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "delivering webhooks failed");
                 idle(&app, &shutdown).await;
             }
         }

@@ -84,6 +84,14 @@ pub struct ConfigArgs {
     /// Lifetime of signed media URLs in seconds [default: 300].
     #[arg(long, env = "CHASQUI_MEDIA_URL_TTL", global = true)]
     pub media_url_ttl: Option<String>,
+    /// Let outbound webhooks target loopback and private addresses (`true`/`false`)
+    /// [default: false]. For local development and tests only.
+    #[arg(long, env = "CHASQUI_WEBHOOK_ALLOW_PRIVATE", global = true)]
+    pub webhook_allow_private: Option<String>,
+    /// Seconds between a failed webhook delivery and each retry, comma-separated
+    /// [default: 10,40,90].
+    #[arg(long, env = "CHASQUI_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    pub webhook_retry_schedule: Option<String>,
 }
 
 /// The file form; every key optional.
@@ -97,6 +105,8 @@ struct FileConfig {
     public_url: Option<String>,
     graph_base_url: Option<String>,
     media_url_ttl: Option<toml::Value>,
+    webhook_allow_private: Option<bool>,
+    webhook_retry_schedule: Option<String>,
 }
 
 /// The validated configuration.
@@ -116,6 +126,10 @@ pub struct Config {
     pub graph_base_url: String,
     /// Signed media URL lifetime (seconds).
     pub media_url_ttl: i64,
+    /// Whether webhooks may target loopback and private addresses.
+    pub webhook_allow_private: bool,
+    /// Delays before each webhook retry (seconds).
+    pub webhook_retry_schedule: Vec<u64>,
 }
 
 impl fmt::Debug for Config {
@@ -128,6 +142,8 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("graph_base_url", &self.graph_base_url)
             .field("media_url_ttl", &self.media_url_ttl)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .finish()
     }
 }
@@ -224,6 +240,40 @@ impl ConfigArgs {
                 ));
             }
         };
+        let allow_text = self
+            .webhook_allow_private
+            .clone()
+            .or(file.webhook_allow_private.map(|b| b.to_string()))
+            .unwrap_or_else(|| "false".into());
+        let webhook_allow_private = match allow_text.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(err(
+                    "webhook_allow_private",
+                    &allow_text,
+                    "expected true or false",
+                ));
+            }
+        };
+        let schedule_text = self
+            .webhook_retry_schedule
+            .clone()
+            .or(file.webhook_retry_schedule)
+            .unwrap_or_else(|| "10,40,90".into());
+        let webhook_retry_schedule = schedule_text
+            .split(',')
+            .map(|s| s.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|v| v.len() <= 30 && v.iter().all(|s| (1..=604_800).contains(s)))
+            .ok_or_else(|| {
+                err(
+                    "webhook_retry_schedule",
+                    &schedule_text,
+                    "expected up to 30 comma-separated delays in seconds, each 1 to 604800",
+                )
+            })?;
         Ok(Config {
             listen,
             data_dir,
@@ -232,6 +282,8 @@ impl ConfigArgs {
             public_url,
             graph_base_url,
             media_url_ttl,
+            webhook_allow_private,
+            webhook_retry_schedule,
         })
     }
 

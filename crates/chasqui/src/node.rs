@@ -96,6 +96,8 @@ fn settings(config: &Config) -> Settings {
         data_dir: config.data_dir.clone(),
         graph_base_url: config.graph_base_url.clone(),
         media_url_ttl_secs: config.media_url_ttl,
+        webhook_allow_private: config.webhook_allow_private,
+        webhook_retry_schedule: config.webhook_retry_schedule.clone(),
     }
 }
 

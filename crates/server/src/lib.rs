@@ -14,6 +14,7 @@ mod proxy;
 use chasqui_app::render;
 mod sandbox;
 mod templates;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,7 +52,9 @@ pub fn router(state: AppState) -> Router {
         .merge(media::routes())
         .nest(
             "/platform/v1",
-            platform::routes().merge(templates::routes()),
+            platform::routes()
+                .merge(templates::routes())
+                .merge(webhooks::routes()),
         )
         .merge(proxy::routes())
         .nest("/sandbox/v1", sandbox::routes())

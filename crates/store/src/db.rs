@@ -97,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "templates_media",
         include_str!("../migrations/0003_templates_media.sql"),
     ),
+    (
+        4,
+        "webhooks",
+        include_str!("../migrations/0004_webhooks.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

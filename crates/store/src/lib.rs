@@ -17,6 +17,7 @@ pub mod projects;
 mod query;
 pub mod templates;
 pub mod testing;
+pub mod webhooks;
 
 pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};

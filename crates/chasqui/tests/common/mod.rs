@@ -100,6 +100,12 @@ impl Harness {
             data_dir: Some(dir.path().to_path_buf()),
             database_url: Some(database_url.clone()),
             config: Some(write_empty_config(dir.path())),
+            // Webhook receivers in tests live on loopback; retries come quickly.
+            webhook_allow_private: extra.webhook_allow_private.clone().or(Some("true".into())),
+            webhook_retry_schedule: extra
+                .webhook_retry_schedule
+                .clone()
+                .or(Some("1,1,1".into())),
             ..extra
         };
         let running = node::start(args.resolve().expect("config"))

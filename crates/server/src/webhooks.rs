@@ -1,0 +1,253 @@
+//! Outbound webhooks in the Platform API: project webhooks (`/whatsapp/webhooks`), number
+//! webhooks (`/whatsapp/phone_numbers/{id}/webhooks`), and the delivery log
+//! (`/webhook_deliveries`) with each attempt.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use chasqui_app::AppError;
+use chasqui_app::webhooks::{self, WebhookInput};
+use chasqui_core::Timestamp;
+use chasqui_store::{numbers, webhooks as store};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::project;
+use crate::error::ApiError;
+use crate::extract::{Params, rooted};
+use crate::platform::cursor_body;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/whatsapp/webhooks", get(list_project).post(create_project))
+        .route(
+            "/whatsapp/webhooks/{id}",
+            get(get_project)
+                .patch(update_project)
+                .delete(delete_project),
+        )
+        .route(
+            "/whatsapp/phone_numbers/{id}/webhooks",
+            get(list_number).post(create_number),
+        )
+        .route(
+            "/whatsapp/phone_numbers/{id}/webhooks/{item}",
+            get(get_number).patch(update_number).delete(delete_number),
+        )
+        .route("/webhook_deliveries", get(list_deliveries))
+}
+
+fn one(state: &AppState, w: &store::Webhook) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "data": webhooks::to_json(&state.app, w)? })))
+}
+
+fn many(state: &AppState, list: &[store::Webhook]) -> ApiResult<Json<Value>> {
+    let data = list
+        .iter()
+        .map(|w| webhooks::to_json(&state.app, w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn number_of(state: &AppState, project_id: &str, pnid: &str) -> ApiResult<()> {
+    numbers::find(state.app.db(), project_id, pnid)
+        .await?
+        .map(|_| ())
+        .ok_or(ApiError(AppError::NotFound("Phone number")))
+}
+
+async fn list_project(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    many(
+        &state,
+        &store::list(state.app.db(), &project_id, None).await?,
+    )
+}
+
+async fn create_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
+    let w = webhooks::create(&state.app, &project_id, None, input).await?;
+    Ok((StatusCode::CREATED, one(&state, &w)?))
+}
+
+async fn get_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    one(
+        &state,
+        &webhooks::find(&state.app, &project_id, None, &id).await?,
+    )
+}
+
+async fn update_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
+    one(
+        &state,
+        &webhooks::update(&state.app, &project_id, None, &id, input).await?,
+    )
+}
+
+async fn delete_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    if store::delete(state.app.db(), &project_id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound("Webhook").into())
+    }
+}
+
+async fn list_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pnid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    number_of(&state, &project_id, &pnid).await?;
+    many(
+        &state,
+        &store::list(state.app.db(), &project_id, Some(&pnid)).await?,
+    )
+}
+
+async fn create_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(pnid): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    number_of(&state, &project_id, &pnid).await?;
+    let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
+    let w = webhooks::create(&state.app, &project_id, Some(&pnid), input).await?;
+    Ok((StatusCode::CREATED, one(&state, &w)?))
+}
+
+async fn get_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((pnid, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    one(
+        &state,
+        &webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?,
+    )
+}
+
+async fn update_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((pnid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
+    one(
+        &state,
+        &webhooks::update(&state.app, &project_id, Some(&pnid), &id, input).await?,
+    )
+}
+
+async fn delete_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((pnid, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?;
+    store::delete(state.app.db(), &project_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /webhook_deliveries`: filters `webhook_id`, `event`, `status`, `since`, `until`;
+/// cursor paging; each delivery with its attempts.
+async fn list_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let bad = |e: String| ApiError::bad_request(e);
+    let status = params.string("status");
+    if let Some(s) = &status
+        && !["pending", "delivered", "failed"].contains(&s.as_str())
+    {
+        return Err(bad(format!(
+            "status must be pending, delivered or failed, not {s:?}"
+        )));
+    }
+    let filter = store::DeliveryFilter {
+        webhook_id: params.string("webhook_id"),
+        event_type: params.string("event"),
+        status,
+        since: params.time("since").map_err(bad)?,
+        until: params.time("until").map_err(bad)?,
+    };
+    let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
+    let cursor = params.cursor().map_err(bad)?;
+    let page = store::list_deliveries(state.app.db(), &project_id, &filter, limit, &cursor).await?;
+    let ids: Vec<String> = page.items.iter().map(|d| d.id.clone()).collect();
+    let attempts = store::attempts(state.app.db(), &ids).await?;
+    let iso = |ms: i64| Timestamp(ms).to_rfc3339();
+    let data = page
+        .items
+        .iter()
+        .map(|d| {
+            let tries: Vec<Value> = attempts
+                .iter()
+                .filter(|a| a.delivery_id == d.id)
+                .map(|a| {
+                    json!({
+                        "attempt": a.attempt,
+                        "response_status": a.status_code,
+                        "latency_ms": a.latency_ms,
+                        "response_body": a.response_body,
+                        "error": a.error,
+                        "attempted_at": iso(a.attempted_at),
+                    })
+                })
+                .collect();
+            json!({
+                "id": d.id,
+                "webhook_id": d.webhook_id,
+                "webhook_url": d.webhook_url,
+                "event": d.event_type,
+                "event_id": d.event_id,
+                "phone_number_id": d.phone_number_id,
+                "status": d.status,
+                "attempt_count": d.attempts,
+                "response_status": d.last_status_code,
+                "error": d.last_error,
+                "next_attempt_at": (d.status == "pending").then(|| iso(d.next_attempt_at)),
+                "delivered_at": d.delivered_at.map(iso),
+                "created_at": iso(d.created_at),
+                "updated_at": iso(d.updated_at),
+                "attempts": tries,
+            })
+        })
+        .collect();
+    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}

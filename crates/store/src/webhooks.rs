@@ -1,0 +1,519 @@
+//! Outbound webhooks: the endpoints, their deliveries (one per event and webhook, created in
+//! the transaction that produced the event) and the attempts made for each.
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
+use crate::{Backend, Db};
+
+/// A webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Id.
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// The number it listens to; `None` for a project webhook.
+    pub phone_number_id: Option<String>,
+    /// Target URL.
+    pub url: String,
+    /// `kapso` or `meta`.
+    pub kind: String,
+    /// Subscribed events (JSON array).
+    pub events: String,
+    /// Encrypted signing secret.
+    pub secret_enc: String,
+    /// Extra headers (JSON object).
+    pub headers: String,
+    /// Whether deliveries are made.
+    pub active: bool,
+    /// Whether received messages are buffered per conversation.
+    pub buffer_enabled: bool,
+    /// Buffer window.
+    pub buffer_window_seconds: i64,
+    /// Largest batch.
+    pub max_buffer_size: i64,
+    /// Buffered events (JSON array).
+    pub buffer_events: String,
+    /// Idle minutes before `whatsapp.conversation.inactive`.
+    pub inactivity_minutes: i64,
+    /// `v1` or `v2`.
+    pub payload_version: String,
+    /// When it was paused automatically.
+    pub paused_at: Option<i64>,
+    /// Why.
+    pub pause_reason: Option<String>,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Updated (ms).
+    pub updated_at: i64,
+}
+
+const COLS: &str = "id, project_id, phone_number_id, url, kind, events, secret_enc, headers, active, buffer_enabled, buffer_window_seconds, max_buffer_size, buffer_events, inactivity_minutes, payload_version, paused_at, pause_reason, created_at, updated_at";
+
+fn webhook(r: &AnyRow) -> crate::Result<Webhook> {
+    Ok(Webhook {
+        id: col(r, "id")?,
+        project_id: col(r, "project_id")?,
+        phone_number_id: col(r, "phone_number_id")?,
+        url: col(r, "url")?,
+        kind: col(r, "kind")?,
+        events: col(r, "events")?,
+        secret_enc: col(r, "secret_enc")?,
+        headers: col(r, "headers")?,
+        active: col::<i64>(r, "active")? != 0,
+        buffer_enabled: col::<i64>(r, "buffer_enabled")? != 0,
+        buffer_window_seconds: col(r, "buffer_window_seconds")?,
+        max_buffer_size: col(r, "max_buffer_size")?,
+        buffer_events: col(r, "buffer_events")?,
+        inactivity_minutes: col(r, "inactivity_minutes")?,
+        payload_version: col(r, "payload_version")?,
+        paused_at: col(r, "paused_at")?,
+        pause_reason: col(r, "pause_reason")?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
+}
+
+/// Stores a new webhook.
+pub async fn insert(db: &Db, w: &Webhook) -> crate::Result<()> {
+    let sql = format!(
+        "INSERT INTO webhooks ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    );
+    bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), w)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+fn bind_all<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    w: &'q Webhook,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(&w.id)
+        .bind(&w.project_id)
+        .bind(&w.phone_number_id)
+        .bind(&w.url)
+        .bind(&w.kind)
+        .bind(&w.events)
+        .bind(&w.secret_enc)
+        .bind(&w.headers)
+        .bind(i64::from(w.active))
+        .bind(i64::from(w.buffer_enabled))
+        .bind(w.buffer_window_seconds)
+        .bind(w.max_buffer_size)
+        .bind(&w.buffer_events)
+        .bind(w.inactivity_minutes)
+        .bind(&w.payload_version)
+        .bind(w.paused_at)
+        .bind(&w.pause_reason)
+        .bind(w.created_at)
+        .bind(w.updated_at)
+}
+
+/// Replaces a webhook's fields (the id and project stay).
+pub async fn update(db: &Db, w: &Webhook) -> crate::Result<()> {
+    let sql = "UPDATE webhooks SET id = $1, project_id = $2, phone_number_id = $3, url = $4, kind = $5, events = $6, secret_enc = $7, headers = $8, active = $9, buffer_enabled = $10, buffer_window_seconds = $11, max_buffer_size = $12, buffer_events = $13, inactivity_minutes = $14, payload_version = $15, paused_at = $16, pause_reason = $17, created_at = $18, updated_at = $19 WHERE id = $1 AND project_id = $2";
+    bind_all(sqlx::query(sql), w).execute(db.writer()).await?;
+    Ok(())
+}
+
+/// Deletes a webhook with its deliveries and their attempts.
+pub async fn delete(db: &Db, project_id: &str, id: &str) -> crate::Result<bool> {
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2)",
+    )
+    .bind(id)
+    .bind(project_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
+        .bind(id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND project_id = $2")
+        .bind(id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A project's webhook.
+pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Webhook>> {
+    let sql = format!("SELECT {COLS} FROM webhooks WHERE project_id = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(webhook).transpose()
+}
+
+/// A project's webhooks of one number (`Some`) or its project webhooks (`None`), oldest first.
+pub async fn list(
+    db: &Db,
+    project_id: &str,
+    phone_number_id: Option<&str>,
+) -> crate::Result<Vec<Webhook>> {
+    let sql = format!(
+        "SELECT {COLS} FROM webhooks WHERE project_id = $1 AND ((CAST($2 AS TEXT) IS NULL AND phone_number_id IS NULL) OR phone_number_id = $2) ORDER BY created_at, id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(phone_number_id)
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter().map(webhook).collect()
+}
+
+/// An event to deliver to every webhook of its scope that subscribes to it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// Stable id: the same event published twice is delivered once per webhook.
+    pub id: &'a str,
+    /// Event name, e.g. `whatsapp.message.received`.
+    pub event_type: &'a str,
+    /// Project.
+    pub project_id: &'a str,
+    /// The number it happened on (reaches its webhooks and the project's); `None` for
+    /// project events (project webhooks only).
+    pub phone_number_id: Option<&'a str>,
+    /// What it is about (JSON with ids), rendered at the first attempt.
+    pub subject: &'a str,
+}
+
+/// Creates the deliveries of an event in the caller's transaction; returns how many.
+pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> crate::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, 'pending', 0, $5, $5, $5 FROM webhooks w \
+         WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.events LIKE $7 \
+           AND (w.phone_number_id IS NULL OR w.phone_number_id = $3) \
+         ON CONFLICT (webhook_id, event_id) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(e.event_type)
+    .bind(e.phone_number_id)
+    .bind(e.subject)
+    .bind(now)
+    .bind(e.project_id)
+    .bind(format!("%\"{}\"%", e.event_type))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A delivery due now, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// Delivery id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Event id (`X-Idempotency-Key`).
+    pub event_id: String,
+    /// Event name.
+    pub event_type: String,
+    /// The number, for number events.
+    pub phone_number_id: Option<String>,
+    /// What the event is about.
+    pub subject: String,
+    /// The body, once rendered.
+    pub payload: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// The webhook.
+    pub webhook: Webhook,
+}
+
+/// Claims up to `limit` due deliveries of active, unpaused webhooks for `lease_millis`.
+pub async fn claim_due(
+    db: &Db,
+    limit: i64,
+    now: i64,
+    lease_millis: i64,
+) -> crate::Result<Vec<DueDelivery>> {
+    let cols: String = COLS
+        .split(", ")
+        .map(|c| format!("w.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT d.id AS d_id, d.project_id AS d_project_id, d.event_id, d.event_type, d.phone_number_id AS d_phone_number_id, d.subject, d.payload, d.attempts, {cols} \
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.locked_until IS NULL OR d.locked_until < $1) \
+           AND w.active = 1 AND w.paused_at IS NULL \
+         ORDER BY d.next_attempt_at, d.id LIMIT $2{lock}"
+    );
+    let mut tx = db.writer().begin().await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let d = DueDelivery {
+            id: col(r, "d_id")?,
+            project_id: col(r, "d_project_id")?,
+            event_id: col(r, "event_id")?,
+            event_type: col(r, "event_type")?,
+            phone_number_id: col(r, "d_phone_number_id")?,
+            subject: col(r, "subject")?,
+            payload: col(r, "payload")?,
+            attempts: col(r, "attempts")?,
+            webhook: webhook(r)?,
+        };
+        sqlx::query("UPDATE webhook_deliveries SET locked_until = $1 WHERE id = $2")
+            .bind(now + lease_millis)
+            .bind(&d.id)
+            .execute(&mut *tx)
+            .await?;
+        due.push(d);
+    }
+    tx.commit().await?;
+    Ok(due)
+}
+
+/// Freezes a delivery's body before its first attempt (retries send the same bytes).
+pub async fn set_payload(db: &Db, id: &str, payload: &str) -> crate::Result<()> {
+    sqlx::query("UPDATE webhook_deliveries SET payload = $1 WHERE id = $2 AND payload IS NULL")
+        .bind(payload)
+        .bind(id)
+        .execute(db.writer())
+        .await?;
+    Ok(())
+}
+
+/// One attempt's outcome.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// Delivery.
+    pub delivery_id: &'a str,
+    /// 1-based attempt number.
+    pub attempt: i64,
+    /// Response status, if a response came.
+    pub status_code: Option<i64>,
+    /// Time to the response (or the failure).
+    pub latency_ms: i64,
+    /// The start of the response body.
+    pub response_body: Option<String>,
+    /// Transport error or refusal.
+    pub error: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Delivered.
+    Delivered,
+    /// Try again at this time (ms).
+    RetryAt(i64),
+    /// No attempts left.
+    Failed,
+}
+
+/// Records an attempt and moves the delivery on, in one transaction.
+pub async fn record_attempt(db: &Db, a: &Attempt<'_>, next: Next, now: i64) -> crate::Result<()> {
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(format!("{}.{}", a.delivery_id, a.attempt))
+    .bind(a.delivery_id)
+    .bind(a.attempt)
+    .bind(a.status_code)
+    .bind(a.latency_ms)
+    .bind(&a.response_body)
+    .bind(&a.error)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next_at, delivered_at) = match next {
+        Next::Delivered => ("delivered", now, Some(now)),
+        Next::RetryAt(at) => ("pending", at, None),
+        Next::Failed => ("failed", now, None),
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, locked_until = NULL, last_status_code = $4, last_error = $5, delivered_at = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(status)
+    .bind(a.attempt)
+    .bind(next_at)
+    .bind(a.status_code)
+    .bind(&a.error)
+    .bind(delivered_at)
+    .bind(now)
+    .bind(a.delivery_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A delivery as listed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Id.
+    pub id: String,
+    /// Webhook.
+    pub webhook_id: String,
+    /// The webhook's URL.
+    pub webhook_url: String,
+    /// Event id.
+    pub event_id: String,
+    /// Event name.
+    pub event_type: String,
+    /// Number.
+    pub phone_number_id: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Last response status.
+    pub last_status_code: Option<i64>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Next attempt (pending).
+    pub next_attempt_at: i64,
+    /// When delivered.
+    pub delivered_at: Option<i64>,
+    /// Created.
+    pub created_at: i64,
+    /// Updated.
+    pub updated_at: i64,
+}
+
+/// Filters of the delivery list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// One webhook.
+    pub webhook_id: Option<String>,
+    /// One event name.
+    pub event_type: Option<String>,
+    /// One status.
+    pub status: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created at or before (ms).
+    pub until: Option<i64>,
+}
+
+/// A project's deliveries, newest first.
+pub async fn list_deliveries(
+    db: &Db,
+    project_id: &str,
+    filter: &DeliveryFilter,
+    limit: i64,
+    cursor: &Cursor,
+) -> crate::Result<Page<Delivery>> {
+    let mut f = Filter::default();
+    f.push(Arg::Text(project_id.to_owned()), |p| {
+        format!("d.project_id = {p}")
+    });
+    if let Some(v) = &filter.webhook_id {
+        f.push(Arg::Text(v.clone()), |p| format!("d.webhook_id = {p}"));
+    }
+    if let Some(v) = &filter.event_type {
+        f.push(Arg::Text(v.clone()), |p| format!("d.event_type = {p}"));
+    }
+    if let Some(v) = &filter.status {
+        f.push(Arg::Text(v.clone()), |p| format!("d.status = {p}"));
+    }
+    if let Some(v) = filter.since {
+        f.push(Arg::Int(v), |p| format!("d.created_at >= {p}"));
+    }
+    if let Some(v) = filter.until {
+        f.push(Arg::Int(v), |p| format!("d.created_at <= {p}"));
+    }
+    let order = keyset(&mut f, cursor, "d.created_at", "d.id");
+    let l = f.bind(Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT d.id, d.webhook_id, w.url AS webhook_url, d.event_id, d.event_type, d.phone_number_id, d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at, d.delivered_at, d.created_at, d.updated_at \
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id{} ORDER BY d.created_at {order}, d.id {order} LIMIT {l}",
+        f.where_sql()
+    );
+    let rows = f.query(sql).fetch_all(db.reader()).await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(Delivery {
+                id: col(r, "id")?,
+                webhook_id: col(r, "webhook_id")?,
+                webhook_url: col(r, "webhook_url")?,
+                event_id: col(r, "event_id")?,
+                event_type: col(r, "event_type")?,
+                phone_number_id: col(r, "phone_number_id")?,
+                status: col(r, "status")?,
+                attempts: col(r, "attempts")?,
+                last_status_code: col(r, "last_status_code")?,
+                last_error: col(r, "last_error")?,
+                next_attempt_at: col(r, "next_attempt_at")?,
+                delivered_at: col(r, "delivered_at")?,
+                created_at: col(r, "created_at")?,
+                updated_at: col(r, "updated_at")?,
+            })
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(page(items, limit as usize, cursor, |d| {
+        (d.created_at, d.id.clone())
+    }))
+}
+
+/// A recorded attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    /// Delivery.
+    pub delivery_id: String,
+    /// 1-based number.
+    pub attempt: i64,
+    /// Response status.
+    pub status_code: Option<i64>,
+    /// Latency.
+    pub latency_ms: i64,
+    /// Start of the response body.
+    pub response_body: Option<String>,
+    /// Error.
+    pub error: Option<String>,
+    /// When (ms).
+    pub attempted_at: i64,
+}
+
+/// The attempts of some deliveries, in order.
+pub async fn attempts(db: &Db, delivery_ids: &[String]) -> crate::Result<Vec<AttemptRow>> {
+    if delivery_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut f = Filter::default();
+    let params: Vec<String> = delivery_ids
+        .iter()
+        .map(|id| f.bind(Arg::Text(id.clone())))
+        .collect();
+    let sql = format!(
+        "SELECT delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at FROM webhook_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
+        params.join(", ")
+    );
+    let rows = f.query(sql).fetch_all(db.reader()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptRow {
+                delivery_id: col(r, "delivery_id")?,
+                attempt: col(r, "attempt")?,
+                status_code: col(r, "status_code")?,
+                latency_ms: col(r, "latency_ms")?,
+                response_body: col(r, "response_body")?,
+                error: col(r, "error")?,
+                attempted_at: col(r, "attempted_at")?,
+            })
+        })
+        .collect()
+}
