@@ -603,32 +603,44 @@ fn retry_delay_millis(schedule: &[u64], attempt: i64, retry_after: Option<u64>) 
     Some(millis.max(retry_after.map_or(0, |s| (s as i64) * 1000)))
 }
 
-/// Signs and sends one delivery; records the attempt.
-async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<(), AppError> {
-    let body = match &d.payload {
-        Some(p) => p.clone(),
-        None => {
-            let payload = match render_payload(app, &d).await {
-                Ok(p) => p,
-                Err(AppError::NotFound(what)) => {
-                    json!({ "error": format!("{what} no longer exists") })
-                }
-                Err(e) => return Err(e),
-            };
-            let text = payload.to_string();
-            webhooks::set_payload(app.db(), &d.id, &text).await?;
-            text
-        }
-    };
-    let w = &d.webhook;
-    let secret = secret(app, w)?;
-    let timestamp = app.now() / 1000;
+/// What one HTTP attempt came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Response status, if a response came.
+    pub status_code: Option<i64>,
+    /// The first 1 KB of the response body.
+    pub response_body: Option<String>,
+    /// Transport error, or the status when it was not 2xx.
+    pub error: Option<String>,
+    /// Time to the response or failure.
+    pub latency_ms: i64,
+    /// `Retry-After` seconds of a 429/503.
+    pub retry_after: Option<u64>,
+}
+
+impl Outcome {
+    /// Whether the receiver answered 2xx.
+    pub fn ok(&self) -> bool {
+        self.status_code.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// Posts `body` to the webhook, signed the Kapso way and the Standard Webhooks way.
+pub async fn send_signed(
+    client: &reqwest::Client,
+    w: &Webhook,
+    secret: &str,
+    event_type: &str,
+    event_id: &str,
+    body: String,
+    now_secs: i64,
+) -> Outcome {
     let signature = chasqui_core::secrets::hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
     let standard_key = secret
         .strip_prefix("whsec_")
         .and_then(|k| B64.decode(k).ok())
         .unwrap_or_else(|| secret.as_bytes().to_vec());
-    let signed = format!("{}.{timestamp}.{body}", d.event_id);
+    let signed = format!("{event_id}.{now_secs}.{body}");
     let standard = hex::decode(chasqui_core::secrets::hmac_sha256_hex(
         &standard_key,
         signed.as_bytes(),
@@ -637,12 +649,12 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
     let mut request = client
         .post(&w.url)
         .header("content-type", "application/json")
-        .header("x-webhook-event", &d.event_type)
+        .header("x-webhook-event", event_type)
         .header("x-webhook-signature", &signature)
-        .header("x-idempotency-key", &d.event_id)
+        .header("x-idempotency-key", event_id)
         .header("x-webhook-payload-version", &w.payload_version)
-        .header("webhook-id", &d.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-id", event_id)
+        .header("webhook-timestamp", now_secs.to_string())
         .header("webhook-signature", format!("v1,{}", B64.encode(standard)));
     if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&w.headers) {
         for (k, v) in extra {
@@ -654,8 +666,7 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
     let started = Instant::now();
     let result = request.body(body).send().await;
     let latency_ms = started.elapsed().as_millis() as i64;
-    let number = d.attempts + 1;
-    let (status_code, response_body, error, retry_after) = match result {
+    match result {
         Ok(r) => {
             let status = r.status().as_u16();
             let retry_after = r
@@ -672,40 +683,175 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
                 }
                 text.truncate(cut);
             }
-            (Some(i64::from(status)), Some(text), None, retry_after)
+            let ok = (200..300).contains(&status);
+            Outcome {
+                status_code: Some(i64::from(status)),
+                response_body: Some(text),
+                error: (!ok).then(|| format!("receiver answered {status}")),
+                latency_ms,
+                retry_after,
+            }
         }
-        Err(e) => (None, None, Some(describe(&e)), None),
+        Err(e) => Outcome {
+            status_code: None,
+            response_body: None,
+            error: Some(describe(&e)),
+            latency_ms,
+            retry_after: None,
+        },
+    }
+}
+
+/// Sends one delivery and records the attempt; pauses the webhook when it keeps failing.
+async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<(), AppError> {
+    let body = match &d.payload {
+        Some(p) => p.clone(),
+        None => {
+            let payload = match render_payload(app, &d).await {
+                Ok(p) => p,
+                Err(AppError::NotFound(what)) => {
+                    json!({ "error": format!("{what} no longer exists") })
+                }
+                Err(e) => return Err(e),
+            };
+            let text = payload.to_string();
+            webhooks::set_payload(app.db(), &d.id, &text).await?;
+            text
+        }
     };
-    let ok = status_code.is_some_and(|s| (200..300).contains(&s));
+    let secret = secret(app, &d.webhook)?;
+    let outcome = send_signed(
+        client,
+        &d.webhook,
+        &secret,
+        &d.event_type,
+        &d.event_id,
+        body,
+        app.now() / 1000,
+    )
+    .await;
+    let number = d.attempts + 1;
     let now = app.now();
-    let next = if ok {
+    let next = if outcome.ok() {
         Next::Delivered
     } else {
-        match retry_delay_millis(&app.settings().webhook_retry_schedule, number, retry_after) {
+        match retry_delay_millis(
+            &app.settings().webhook_retry_schedule,
+            number,
+            outcome.retry_after,
+        ) {
             Some(delay) => Next::RetryAt(now + delay),
             None => Next::Failed,
         }
     };
-    let error = error.or_else(|| {
-        status_code
-            .filter(|_| !ok)
-            .map(|s| format!("receiver answered {s}"))
-    });
     webhooks::record_attempt(
         app.db(),
         &Attempt {
             delivery_id: &d.id,
             attempt: number,
-            status_code,
-            latency_ms,
-            response_body,
-            error,
+            status_code: outcome.status_code,
+            latency_ms: outcome.latency_ms,
+            response_body: outcome.response_body.clone(),
+            error: outcome.error.clone(),
         },
         next,
         now,
     )
     .await?;
+    if !outcome.ok() {
+        maybe_pause(app, &d.webhook, &outcome).await?;
+    }
     Ok(())
+}
+
+/// The window of the automatic pause rule.
+const PAUSE_WINDOW_MILLIS: i64 = 15 * 60_000;
+
+/// Pauses a webhook whose deliveries in the last 15 minutes number at least 20, with at least
+/// 10 failures and a failure rate above 85 %, and records a notice for the project.
+async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppError> {
+    let now = app.now();
+    let (total, failed) =
+        webhooks::attempt_stats(app.db(), &w.id, now - PAUSE_WINDOW_MILLIS).await?;
+    if total < 20 || failed < 10 || failed * 100 <= total * 85 {
+        return Ok(());
+    }
+    let last_error = last.error.clone().unwrap_or_default();
+    let reason =
+        format!("{failed} of {total} delivery attempts failed in 15 minutes (last: {last_error})");
+    if !webhooks::pause(app.db(), &w.id, &reason, now).await? {
+        return Ok(());
+    }
+    tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook paused");
+    let details = json!({
+        "webhook_id": w.id,
+        "url": w.url,
+        "phone_number_id": w.phone_number_id,
+        "attempts": total,
+        "failed": failed,
+        "last_response_status": last.status_code,
+        "last_error": last_error,
+        "resume": "PATCH the webhook with active: true; held deliveries are then sent",
+    });
+    chasqui_store::notifications::insert(
+        app.db(),
+        &chasqui_store::notifications::Notification {
+            id: new_id(),
+            project_id: w.project_id.clone(),
+            kind: "webhook.paused".into(),
+            subject: format!("Webhook {} was paused after repeated failures", w.url),
+            details: details.to_string(),
+            created_at: now,
+            emailed_at: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A synthetic event of `event_type` for `POST .../webhooks/{id}/test`.
+pub fn test_payload(w: &Webhook, event_type: &str) -> Value {
+    json!({
+        "test": true,
+        "message": {
+            "id": "wamid.TEST", "timestamp": "0", "type": "text", "text": {"body": "Test event from Chasqui"},
+            "kapso": {"direction": "inbound", "status": "received", "content": "Test event from Chasqui", "statuses": []},
+        },
+        "conversation": null,
+        "is_new_conversation": false,
+        "phone_number_id": w.phone_number_id,
+        "event": event_type,
+    })
+}
+
+/// Sends a signed test event to a webhook now (not queued, not retried) and returns the
+/// attempt.
+pub async fn send_test(
+    app: &App,
+    client: &reqwest::Client,
+    w: &Webhook,
+    event_type: &str,
+) -> Result<Outcome, AppError> {
+    let allowed = catalogue(w.phone_number_id.is_some());
+    if !allowed.contains(&event_type) {
+        return Err(AppError::invalid(format!(
+            "event_type must be one of {}",
+            allowed.join(", ")
+        )));
+    }
+    let secret = secret(app, w)?;
+    let body = test_payload(w, event_type).to_string();
+    let event_id = format!("evt_test_{}", hex::encode(random_bytes::<8>()));
+    Ok(send_signed(
+        client,
+        w,
+        &secret,
+        event_type,
+        &event_id,
+        body,
+        app.now() / 1000,
+    )
+    .await)
 }
 
 fn describe(e: &reqwest::Error) -> String {

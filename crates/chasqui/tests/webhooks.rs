@@ -293,6 +293,40 @@ async fn failures_are_retried_then_kept(backend: Backend) {
     assert_eq!(failed["attempt_count"], 4);
     assert_eq!(failed["attempts"].as_array().expect("attempts").len(), 4);
     assert!(failed["attempts"][0]["error"].is_string());
+    // A failed delivery can be attempted again, alone or in bulk.
+    let failed_id = failed["id"].as_str().expect("id").to_owned();
+    let (status, one) = h
+        .post(
+            &format!("/platform/v1/webhook_deliveries/{failed_id}/retry"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["data"]["requeued"], 1);
+    let (status, _) = h
+        .post(
+            &format!("/platform/v1/webhook_deliveries/{failed_id}/retry"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "pending again, so not retryable");
+    wait_until("failed again", || async {
+        let (_, log) = h
+            .get(&format!(
+                "/platform/v1/webhook_deliveries?webhook_id={dead_id}&status=failed"
+            ))
+            .await;
+        log["data"][0]["attempt_count"] == 5
+    })
+    .await;
+    let (status, bulk) = h
+        .post(
+            "/platform/v1/webhook_deliveries/recover",
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(bulk["data"]["requeued"], 1);
     let (_, ok_log) = h
         .get("/platform/v1/webhook_deliveries?status=delivered")
         .await;
@@ -306,3 +340,157 @@ async fn failures_are_retried_then_kept(backend: Backend) {
     assert_eq!(codes, vec![json!(500), json!(500), json!(200)]);
 }
 both_backends!(failures_are_retried_then_kept);
+
+async fn pausing_resuming_and_recovery(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (sink, url) = Sink::start(1_000_000).await;
+    let (status, created) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().expect("id").to_owned();
+
+    // The test endpoint sends a signed event now and reports the answer.
+    let (status, test) = h
+        .post(
+            &format!(
+                "/platform/v1/whatsapp/webhooks/{id}/test?event_type=whatsapp.message.received"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{test}");
+    assert_eq!(test["data"]["success"], false);
+    assert_eq!(test["data"]["response_status"], 500);
+    let (status, _) = h
+        .post(
+            &format!("/platform/v1/whatsapp/webhooks/{id}/test?event_type=nope"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 422);
+
+    // Six messages from six customers: 24 failing attempts within the window pause it.
+    for i in 0..6 {
+        h.customer_says(
+            &format!("1555000700{i}"),
+            "C",
+            json!({"type": "text", "text": {"body": "hi"}}),
+        )
+        .await;
+    }
+    wait_until("paused", || async {
+        let (_, w) = h.get(&format!("/platform/v1/whatsapp/webhooks/{id}")).await;
+        w["data"]["paused_at"].is_string()
+    })
+    .await;
+    let (_, w) = h.get(&format!("/platform/v1/whatsapp/webhooks/{id}")).await;
+    assert_eq!(w["data"]["active"], false);
+    assert!(
+        w["data"]["pause_reason"]
+            .as_str()
+            .expect("reason")
+            .contains("failed")
+    );
+    let (_, notes) = h.get("/platform/v1/notifications").await;
+    assert_eq!(notes["data"][0]["kind"], "webhook.paused");
+    assert_eq!(notes["data"][0]["details"]["webhook_id"], id.as_str());
+
+    // While paused, new events are held, not attempted.
+    let seen_before = sink.seen.lock().expect("lock").len();
+    h.customer_says(
+        "15550007777",
+        "Held",
+        json!({"type": "text", "text": {"body": "held"}}),
+    )
+    .await;
+    h.settle().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        sink.seen.lock().expect("lock").len(),
+        seen_before,
+        "nothing sent while paused"
+    );
+
+    // Re-enabling resumes: the held event arrives.
+    *sink.fail_first.lock().expect("lock") = 0;
+    let (status, _) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/whatsapp/webhooks/{id}"),
+            json!({"whatsapp_webhook": {"active": true}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_until("held event delivered", || async {
+        sink.events("whatsapp.message.received")
+            .iter()
+            .any(|(_, b)| b["message"]["kapso"]["content"] == "held")
+    })
+    .await;
+
+    // Failed deliveries come back one by one or in bulk.
+    wait_until("all six exhausted", || async {
+        let (_, log) = h
+            .get(&format!(
+                "/platform/v1/webhook_deliveries?webhook_id={id}&status=failed&limit=100"
+            ))
+            .await;
+        log["data"]
+            .as_array()
+            .is_some_and(|d| d.len() + sink.events("whatsapp.message.received").len() >= 7)
+    })
+    .await;
+    let (_, failed) = h
+        .get(&format!(
+            "/platform/v1/webhook_deliveries?webhook_id={id}&status=failed&limit=100"
+        ))
+        .await;
+    let failed: Vec<String> = failed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id").to_owned())
+        .collect();
+    if let Some(first) = failed.first() {
+        let (status, one) = h
+            .post(
+                &format!("/platform/v1/webhook_deliveries/{first}/retry"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{one}");
+        assert_eq!(one["data"]["requeued"], 1);
+        let (status, _) = h
+            .post(
+                &format!("/platform/v1/webhook_deliveries/{first}/retry"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 404, "no longer failed");
+    }
+    let (status, bulk) = h
+        .post(
+            "/platform/v1/webhook_deliveries/recover",
+            json!({"since": 0, "webhook_id": id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    wait_until("recovered deliveries delivered", || async {
+        let (_, log) = h
+            .get(&format!(
+                "/platform/v1/webhook_deliveries?webhook_id={id}&status=delivered&limit=100"
+            ))
+            .await;
+        log["data"].as_array().is_some_and(|d| d.len() == 7)
+    })
+    .await;
+    let (status, _) = h
+        .post("/platform/v1/webhook_deliveries/recover", json!({}))
+        .await;
+    assert_eq!(status, 400);
+}
+both_backends!(pausing_resuming_and_recovery);

@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::AppError;
 use chasqui_app::webhooks::{self, WebhookInput};
@@ -38,7 +38,15 @@ pub(crate) fn routes() -> Router<AppState> {
             "/whatsapp/phone_numbers/{id}/webhooks/{item}",
             get(get_number).patch(update_number).delete(delete_number),
         )
+        .route("/whatsapp/webhooks/{id}/test", post(test_project))
+        .route(
+            "/whatsapp/phone_numbers/{id}/webhooks/{item}/test",
+            post(test_number),
+        )
         .route("/webhook_deliveries", get(list_deliveries))
+        .route("/webhook_deliveries/recover", post(recover))
+        .route("/webhook_deliveries/{id}/retry", post(retry_one))
+        .route("/notifications", get(list_notifications))
 }
 
 fn one(state: &AppState, w: &store::Webhook) -> ApiResult<Json<Value>> {
@@ -250,4 +258,138 @@ async fn list_deliveries(
         })
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+async fn run_test(state: &AppState, w: &store::Webhook, params: &Params) -> ApiResult<Json<Value>> {
+    let event = params
+        .get("event_type")
+        .unwrap_or("whatsapp.message.received");
+    let client = webhooks::delivery_client(state.app.settings().webhook_allow_private);
+    let outcome = webhooks::send_test(&state.app, &client, w, event).await?;
+    Ok(Json(json!({ "data": {
+        "success": outcome.ok(),
+        "event": event,
+        "response_status": outcome.status_code,
+        "response_body": outcome.response_body,
+        "latency_ms": outcome.latency_ms,
+        "error": outcome.error,
+    }})))
+}
+
+/// `POST /whatsapp/webhooks/{id}/test?event_type=`: a signed test event, sent now.
+async fn test_project(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let w = webhooks::find(&state.app, &project_id, None, &id).await?;
+    run_test(&state, &w, &params).await
+}
+
+async fn test_number(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((pnid, id)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let w = webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?;
+    run_test(&state, &w, &params).await
+}
+
+/// `POST /webhook_deliveries/{id}/retry`: one failed delivery, attempted again now.
+async fn retry_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let n = store::requeue_failed(
+        state.app.db(),
+        &project_id,
+        Some(&id),
+        None,
+        0,
+        state.app.now(),
+    )
+    .await?;
+    if n == 0 {
+        return Err(AppError::NotFound("Failed delivery").into());
+    }
+    state.app.wake();
+    Ok(Json(json!({ "data": { "requeued": n } })))
+}
+
+/// `POST /webhook_deliveries/recover` `{"since", "webhook_id"?}`: every failed delivery
+/// created since then, attempted again now.
+async fn recover(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let since = match request.get("since") {
+        Some(Value::String(s)) => chasqui_core::Timestamp::parse(s)
+            .map(|t| t.0)
+            .ok_or_else(|| ApiError::bad_request("since must be an ISO-8601 time"))?,
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(|s| s * 1000)
+            .ok_or_else(|| ApiError::bad_request("since must be epoch seconds"))?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "since is required (ISO-8601 or epoch seconds)",
+            ));
+        }
+    };
+    let webhook_id = match request.get("webhook_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => {
+            webhooks::find(&state.app, &project_id, None, id).await?;
+            Some(id.clone())
+        }
+        Some(_) => return Err(ApiError::bad_request("webhook_id must be a string")),
+    };
+    let n = store::requeue_failed(
+        state.app.db(),
+        &project_id,
+        None,
+        webhook_id.as_deref(),
+        since,
+        state.app.now(),
+    )
+    .await?;
+    state.app.wake();
+    Ok(Json(json!({ "data": { "requeued": n } })))
+}
+
+/// `GET /notifications`: the project's notices (e.g. webhooks paused), newest first.
+async fn list_notifications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let limit = params
+        .int("limit", 50, 1, 200)
+        .map_err(ApiError::bad_request)?;
+    let list = chasqui_store::notifications::list(state.app.db(), &project_id, limit).await?;
+    let data: Vec<Value> = list
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "kind": n.kind,
+                "subject": n.subject,
+                "details": serde_json::from_str::<Value>(&n.details).unwrap_or(Value::Null),
+                "created_at": Timestamp(n.created_at).to_rfc3339(),
+                "emailed_at": n.emailed_at.map(|t| Timestamp(t).to_rfc3339()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
 }

@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../migrations/0004_webhooks.sql"),
     ),
+    (
+        5,
+        "notifications",
+        include_str!("../migrations/0005_notifications.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

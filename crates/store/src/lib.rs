@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod media;
 pub mod messages;
+pub mod notifications;
 pub mod numbers;
 pub mod projects;
 mod query;

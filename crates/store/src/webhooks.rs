@@ -192,7 +192,7 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
     let done = sqlx::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, 'pending', 0, $5, $5, $5 FROM webhooks w \
-         WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.events LIKE $7 \
+         WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.active = 1 AND w.events LIKE $7 \
            AND (w.phone_number_id IS NULL OR w.phone_number_id = $3) \
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
     )
@@ -516,4 +516,58 @@ pub async fn attempts(db: &Db, delivery_ids: &[String]) -> crate::Result<Vec<Att
             })
         })
         .collect()
+}
+
+/// Puts failed deliveries back in the queue for an immediate attempt: one (`id`), or every
+/// failed delivery of the project created at or after `since` (optionally of one webhook).
+/// Returns how many.
+pub async fn requeue_failed(
+    db: &Db,
+    project_id: &str,
+    id: Option<&str>,
+    webhook_id: Option<&str>,
+    since: i64,
+    now: i64,
+) -> crate::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL, updated_at = $1 \
+         WHERE project_id = $2 AND status = 'failed' AND created_at >= $3 \
+           AND (CAST($4 AS TEXT) IS NULL OR id = $4) AND (CAST($5 AS TEXT) IS NULL OR webhook_id = $5)",
+    )
+    .bind(now)
+    .bind(project_id)
+    .bind(since)
+    .bind(id)
+    .bind(webhook_id)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Attempt counts of a webhook since `since`: (attempts, failed attempts).
+pub async fn attempt_stats(db: &Db, webhook_id: &str, since: i64) -> crate::Result<(i64, i64)> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN a.status_code >= 200 AND a.status_code < 300 THEN 0 ELSE 1 END), 0) AS failed \
+         FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
+         WHERE d.webhook_id = $1 AND a.attempted_at >= $2",
+    )
+    .bind(webhook_id)
+    .bind(since)
+    .fetch_one(db.reader())
+    .await?;
+    Ok((row.try_get("total")?, row.try_get("failed")?))
+}
+
+/// Pauses a webhook (automatic pausing); returns whether it was running.
+pub async fn pause(db: &Db, id: &str, reason: &str, now: i64) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE webhooks SET paused_at = $1, pause_reason = $2, updated_at = $1 WHERE id = $3 AND paused_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
