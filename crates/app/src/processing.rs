@@ -17,6 +17,7 @@ use chasqui_store::{Conn, StoreError, events, jobs, media};
 use serde_json::Value;
 
 use crate::{App, webhooks};
+use sha2::Digest;
 
 /// Deliveries applied per transaction: small, so the ingest writer (which shares SQLite's
 /// single write connection) never waits long.
@@ -110,6 +111,7 @@ async fn apply_event(
     body: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
+    forward_raw(app, conn, body, now).await?;
     let mut errors: Vec<String> = Vec::new();
     match Envelope::parse(body.as_bytes()) {
         Err(e) => errors.push(format!("envelope: {e}")),
@@ -146,6 +148,38 @@ async fn apply_event(
     }
     tracing::warn!(event_id = %id, errors = ?errors, "parts of an inbound event were not applied");
     Ok(Some(serde_json::to_string(&errors).unwrap_or_default()))
+}
+
+/// Queues Meta's delivery, as received, for the `meta` webhooks of the numbers it concerns:
+/// the numbers named in its changes, or for account-level changes every number of the
+/// account.
+async fn forward_raw(app: &App, conn: &mut Conn, body: &str, now: i64) -> Result<(), StoreError> {
+    let Ok(routing) = chasqui_meta::webhook::Routing::parse(body.as_bytes()) else {
+        return Ok(());
+    };
+    let (numbers, wabas) = routing.addressees();
+    let (by_number, by_waba) = app.directory().routes(&numbers, &wabas, false).await?;
+    let targets = if numbers.is_empty() {
+        by_waba
+    } else {
+        by_number
+    };
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let event_id = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    for route in targets {
+        chasqui_store::webhooks::publish_raw(
+            conn,
+            &route.project_id,
+            &route.phone_number_id,
+            &event_id,
+            body,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `Ok(Ok(errors))`: applied, with per-item problems; `Ok(Err(_))`: the change is unusable.

@@ -656,6 +656,34 @@ pub async fn send_signed(
         .header("webhook-id", event_id)
         .header("webhook-timestamp", now_secs.to_string())
         .header("webhook-signature", format!("v1,{}", B64.encode(standard)));
+    request = with_custom_headers(request, w);
+    finish(request, body).await
+}
+
+/// Forwards Meta's payload as Meta sends it: signed with `X-Hub-Signature-256` (the webhook's
+/// secret), so Meta receiver libraries verify it; `X-Idempotency-Key` is its SHA-256.
+pub async fn send_as_meta(
+    client: &reqwest::Client,
+    w: &Webhook,
+    secret: &str,
+    event_id: &str,
+    body: String,
+) -> Outcome {
+    let signature = chasqui_meta::sign(secret.as_bytes(), body.as_bytes());
+    let mut request = client
+        .post(&w.url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .header("x-idempotency-key", event_id);
+    request = with_custom_headers(request, w);
+    finish(request, body).await
+}
+
+/// Adds the webhook's own headers.
+fn with_custom_headers(
+    mut request: reqwest::RequestBuilder,
+    w: &Webhook,
+) -> reqwest::RequestBuilder {
     if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&w.headers) {
         for (k, v) in extra {
             if let Some(v) = v.as_str() {
@@ -663,6 +691,11 @@ pub async fn send_signed(
             }
         }
     }
+    request
+}
+
+/// Sends a prepared request and describes the outcome.
+async fn finish(request: reqwest::RequestBuilder, body: String) -> Outcome {
     let started = Instant::now();
     let result = request.body(body).send().await;
     let latency_ms = started.elapsed().as_millis() as i64;
@@ -720,16 +753,20 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
         }
     };
     let secret = secret(app, &d.webhook)?;
-    let outcome = send_signed(
-        client,
-        &d.webhook,
-        &secret,
-        &d.event_type,
-        &d.event_id,
-        body,
-        app.now() / 1000,
-    )
-    .await;
+    let outcome = if d.webhook.kind == "meta" {
+        send_as_meta(client, &d.webhook, &secret, &d.event_id, body).await
+    } else {
+        send_signed(
+            client,
+            &d.webhook,
+            &secret,
+            &d.event_type,
+            &d.event_id,
+            body,
+            app.now() / 1000,
+        )
+        .await
+    };
     let number = d.attempts + 1;
     let now = app.now();
     let next = if outcome.ok() {

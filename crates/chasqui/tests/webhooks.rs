@@ -494,3 +494,54 @@ async fn pausing_resuming_and_recovery(backend: Backend) {
     assert_eq!(status, 400);
 }
 both_backends!(pausing_resuming_and_recovery);
+
+async fn meta_kind_forwards_raw_payloads(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (sink, url) = Sink::start(0).await;
+    let path = format!("/platform/v1/whatsapp/phone_numbers/{pnid}/webhooks");
+    let secret = "meta-forward-secret-123";
+    let (status, created) = h
+        .post(
+            &path,
+            json!({"whatsapp_webhook": {"url": url, "kind": "meta", "secret_key": secret}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, again) = h
+        .post(
+            &path,
+            json!({"whatsapp_webhook": {"url": url, "kind": "meta"}}),
+        )
+        .await;
+    assert_eq!(status, 409, "one meta webhook per number: {again}");
+
+    let wamid = h
+        .customer_says(
+            "15550008888",
+            "Di",
+            json!({"type": "text", "text": {"body": "raw please"}}),
+        )
+        .await;
+    wait_until("raw payload forwarded", || async {
+        !sink.seen.lock().expect("lock").is_empty()
+    })
+    .await;
+    let (headers, body) = sink.seen.lock().expect("lock")[0].clone();
+    let signature = headers["x-hub-signature-256"].to_str().expect("sig");
+    assert!(
+        chasqui_meta::verify(secret.as_bytes(), &body, signature),
+        "Meta-style signature"
+    );
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    assert_eq!(headers["x-idempotency-key"].to_str().expect("key"), digest);
+    let envelope: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(envelope["object"], "whatsapp_business_account");
+    assert_eq!(
+        envelope["entry"][0]["changes"][0]["value"]["messages"][0]["id"],
+        wamid.as_str()
+    );
+    // Meta's exact bytes (escaped slashes and all) pass through unchanged.
+    assert!(!body.is_empty() && body.iter().all(u8::is_ascii));
+}
+both_backends!(meta_kind_forwards_raw_payloads);

@@ -571,3 +571,29 @@ pub async fn pause(db: &Db, id: &str, reason: &str, now: i64) -> crate::Result<b
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Creates the deliveries of a raw Meta payload to the number's `meta` webhook (if any), in
+/// the caller's transaction; the payload is the body, as received.
+pub async fn publish_raw(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    phone_number_id: &str,
+    event_id: &str,
+    payload: &str,
+    now: i64,
+) -> crate::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, payload, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{}', $3, 'pending', 0, $4, $4, $4 FROM webhooks w \
+         WHERE w.project_id = $5 AND w.phone_number_id = $2 AND w.kind = 'meta' AND w.active = 1 \
+         ON CONFLICT (webhook_id, event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(phone_number_id)
+    .bind(payload)
+    .bind(now)
+    .bind(project_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
