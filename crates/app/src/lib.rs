@@ -2,6 +2,7 @@
 //! phone numbers, media, and the background workers that drive them. HTTP handlers call
 //! into this crate; SQL stays in `chasqui-store`, Meta's wire formats in `chasqui-meta`.
 
+pub mod conversations;
 pub mod directory;
 pub mod error;
 pub mod graph;

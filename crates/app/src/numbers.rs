@@ -166,7 +166,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    match numbers::insert(app.db(), &number).await {
+    // The number and its `whatsapp.phone_number.created` event are stored together.
+    let mut tx = app.db().writer().begin().await.map_err(store_error)?;
+    match numbers::insert(&mut tx, &number).await {
         Ok(()) => {}
         Err(e) if projects::is_unique_violation(&e) => {
             return Err(AppError::Conflict(
@@ -175,8 +177,42 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
+    publish(app, &mut tx, &number, "whatsapp.phone_number.created").await?;
+    tx.commit().await.map_err(store_error)?;
     app.directory().invalidate().await;
+    app.wake();
     Ok(number)
+}
+
+fn store_error(e: chasqui_store::SqlxError) -> AppError {
+    AppError::Store(e.into())
+}
+
+/// Publishes a `whatsapp.phone_number.*` project event in the caller's transaction.
+async fn publish(
+    app: &App,
+    conn: &mut chasqui_store::Conn,
+    number: &PhoneNumber,
+    event: &str,
+) -> Result<(), AppError> {
+    let payload = serde_json::json!({
+        "phone_number_id": number.phone_number_id,
+        "business_account_id": number.business_account_id,
+        "display_phone_number": number.display_phone_number,
+        "kind": number.kind.as_str(),
+        "project": { "id": number.project_id },
+        "customer": number.customer_id.as_ref().map(|id| serde_json::json!({ "id": id })),
+    });
+    crate::webhooks::publish_project(
+        conn,
+        &number.project_id,
+        event,
+        &number.id,
+        &payload,
+        app.now(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Updates a number's mutable fields.
@@ -266,10 +302,18 @@ pub async fn update(
 
 /// Deletes a number; its stored messages stay in the database.
 pub async fn delete(app: &App, project_id: &str, phone_number_id: &str) -> Result<(), AppError> {
-    if !numbers::delete(app.db(), project_id, phone_number_id).await? {
+    let number = numbers::find(app.db(), project_id, phone_number_id)
+        .await?
+        .ok_or(AppError::NotFound("Phone number"))?;
+    // `whatsapp.phone_number.deleted` is published as teardown starts, with it.
+    let mut tx = app.db().writer().begin().await.map_err(store_error)?;
+    publish(app, &mut tx, &number, "whatsapp.phone_number.deleted").await?;
+    if !numbers::delete(&mut tx, project_id, phone_number_id).await? {
         return Err(AppError::NotFound("Phone number"));
     }
+    tx.commit().await.map_err(store_error)?;
     app.directory().invalidate().await;
+    app.wake();
     Ok(())
 }
 

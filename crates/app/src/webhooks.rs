@@ -547,6 +547,16 @@ pub async fn publish_project(
     .await
 }
 
+/// Queues `whatsapp.conversation.inactive` for conversations quiet past each subscribed
+/// webhook's `inactivity_minutes` (as of `as_of`); returns how many deliveries.
+pub async fn sweep_inactive(app: &App, as_of: i64) -> Result<u64, AppError> {
+    let n = webhooks::publish_inactive(app.db(), as_of, app.now()).await?;
+    if n > 0 {
+        app.wake();
+    }
+    Ok(n)
+}
+
 /// Renders a delivery's v2 body from the stored message and conversation.
 async fn render_payload(app: &App, d: &DueDelivery) -> Result<Value, AppError> {
     let subject: Value = serde_json::from_str(&d.subject).unwrap_or(Value::Null);
@@ -587,6 +597,18 @@ async fn render_payload(app: &App, d: &DueDelivery) -> Result<Value, AppError> {
         "conversation".into(),
         conversation_json.unwrap_or(Value::Null),
     );
+    if let Some(minutes) = subject.get("inactivity_minutes") {
+        body.insert("inactivity".into(), json!({ "minutes": minutes }));
+        if let Some(c) = &conversation {
+            body.insert(
+                "since_message".into(),
+                json!({
+                    "whatsapp_message_id": c.last_message_id,
+                    "created_at": c.last_message_at.map(|t| chasqui_core::Timestamp(t).to_rfc3339()),
+                }),
+            );
+        }
+    }
     body.insert(
         "phone_number_id".into(),
         json!(d.phone_number_id.as_deref()),

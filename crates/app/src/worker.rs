@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use chasqui_core::status::CONVERSATION_IDLE_MILLIS;
-use chasqui_store::{conversations, jobs};
+use chasqui_store::jobs;
 use tokio_util::sync::CancellationToken;
 
 use crate::{App, media, processing};
 
 /// Lease of a claimed job; an expired lease makes the job run again.
 const LEASE_MILLIS: i64 = 120_000;
+/// How often idle conversations are ended and inactivity events queued.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Idle wait between polls when nothing woke the worker (other nodes may add work).
 const POLL: Duration = Duration::from_millis(500);
 
@@ -112,13 +114,18 @@ async fn jobs_loop(app: App, shutdown: CancellationToken) {
 
 async fn sweeper_loop(app: App, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        match conversations::end_idle(app.db(), CONVERSATION_IDLE_MILLIS, app.now()).await {
+        match crate::conversations::end_idle(&app, CONVERSATION_IDLE_MILLIS).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(ended = n, "ended idle conversations"),
             Err(e) => tracing::error!(error = %e, "ending idle conversations failed"),
         }
+        match crate::webhooks::sweep_inactive(&app, app.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(queued = n, "inactive-conversation events queued"),
+            Err(e) => tracing::error!(error = %e, "queueing inactive-conversation events failed"),
+        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = shutdown.cancelled() => {}
         }
     }

@@ -545,3 +545,106 @@ async fn meta_kind_forwards_raw_payloads(backend: Backend) {
     assert!(!body.is_empty() && body.iter().all(u8::is_ascii));
 }
 both_backends!(meta_kind_forwards_raw_payloads);
+
+async fn conversation_and_number_events(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (sink, url) = Sink::start(0).await;
+    let (status, _) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "inactivity_minutes": 30,
+            "events": ["whatsapp.conversation.ended", "whatsapp.conversation.inactive",
+                "whatsapp.phone_number.created", "whatsapp.phone_number.deleted"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // Numbers: created and deleted reach project webhooks.
+    let (status, number) = h
+        .post(
+            "/platform/v1/whatsapp/phone_numbers",
+            json!({"whatsapp_phone_number": {"kind": "sandbox", "name": "Second"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{number}");
+    let second = number["data"]["phone_number_id"]
+        .as_str()
+        .expect("pnid")
+        .to_owned();
+    let (status, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/platform/v1/whatsapp/phone_numbers/{second}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+    wait_until("number events", || async {
+        !sink.events("whatsapp.phone_number.created").is_empty()
+            && !sink.events("whatsapp.phone_number.deleted").is_empty()
+    })
+    .await;
+    let (_, created) = sink.events("whatsapp.phone_number.created").remove(0);
+    assert_eq!(created["phone_number_id"], second.as_str());
+    assert_eq!(created["project"]["id"], h.project_id.as_str());
+
+    // A quiet conversation is announced once per idle period, then ending it is announced.
+    h.customer_says(
+        "15550009999",
+        "Quiet",
+        json!({"type": "text", "text": {"body": "hello?"}}),
+    )
+    .await;
+    h.settle().await;
+    let app = h.app();
+    let later = app.now() + 31 * 60_000;
+    assert_eq!(
+        chasqui_app::webhooks::sweep_inactive(app, app.now())
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert_eq!(
+        chasqui_app::webhooks::sweep_inactive(app, later)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(
+        chasqui_app::webhooks::sweep_inactive(app, later + 60_000)
+            .await
+            .expect("sweep"),
+        0,
+        "once per idle period"
+    );
+    wait_until("inactive event", || async {
+        !sink.events("whatsapp.conversation.inactive").is_empty()
+    })
+    .await;
+    let (_, inactive) = sink.events("whatsapp.conversation.inactive").remove(0);
+    assert_eq!(inactive["inactivity"]["minutes"], 30);
+    assert_eq!(inactive["phone_number_id"], pnid.as_str());
+    let conversation_id = inactive["conversation"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(inactive["since_message"]["whatsapp_message_id"].is_string());
+
+    let (status, ended) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/whatsapp/conversations/{conversation_id}"),
+            json!({"whatsapp_conversation": {"status": "ended"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{ended}");
+    wait_until("ended event", || async {
+        !sink.events("whatsapp.conversation.ended").is_empty()
+    })
+    .await;
+    let (_, ended) = sink.events("whatsapp.conversation.ended").remove(0);
+    assert_eq!(ended["conversation"]["id"], conversation_id.as_str());
+    assert_eq!(ended["conversation"]["status"], "ended");
+}
+both_backends!(conversation_and_number_events);

@@ -438,35 +438,7 @@ pub(crate) async fn set_conversation_status(
     id: &str,
     status: Option<&str>,
 ) -> ApiResult<conversations::Conversation> {
-    let db = state.app.db();
-    let current = conversations::get(db, project_id, id)
-        .await?
-        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
-    match status {
-        None => {}
-        Some(s) if s == current.status => {}
-        Some(s @ ("ended" | "active")) => {
-            match conversations::set_status(db, project_id, id, s, state.app.now()).await {
-                Ok(_) => {}
-                Err(e) if projects::is_unique_violation(&e) => {
-                    return Err(AppError::Conflict(
-                        "another conversation with this contact is active".into(),
-                    )
-                    .into());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Some(other) => {
-            return Err(AppError::invalid(format!(
-                "status must be active or ended, not {other:?}"
-            ))
-            .into());
-        }
-    }
-    conversations::get(db, project_id, id)
-        .await?
-        .ok_or(ApiError(AppError::NotFound("Conversation")))
+    Ok(chasqui_app::conversations::set_status(&state.app, project_id, id, status).await?)
 }
 
 pub(crate) fn message_filter(params: &Params) -> ApiResult<MessageFilter> {

@@ -187,23 +187,64 @@ pub async fn record_activity(
     Ok(())
 }
 
-/// Ends every active conversation idle since before `cutoff`; returns how many.
-pub async fn end_idle(db: &Db, idle_millis: i64, now: i64) -> crate::Result<u64> {
-    let done = sqlx::query(
-        "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 \
-         WHERE status = 'active' AND last_active_at + $1 < $2",
-    )
-    .bind(idle_millis)
-    .bind(now)
-    .execute(db.writer())
-    .await?;
-    Ok(done.rows_affected())
+/// A conversation that was just ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// Conversation id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Number.
+    pub phone_number_id: String,
 }
 
-/// Sets a conversation's status (`active` or `ended`). Re-activating fails with a unique
-/// violation when another conversation with that contact is active.
+/// Ends up to `limit` active conversations idle for `idle_millis` (their end is their last
+/// activity plus the idle time), in the caller's transaction.
+pub async fn end_idle(
+    conn: &mut AnyConnection,
+    backend: crate::Backend,
+    idle_millis: i64,
+    now: i64,
+    limit: i64,
+) -> crate::Result<Vec<Ended>> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT id, project_id, phone_number_id FROM conversations WHERE status = 'active' AND last_active_at + $1 < $2 ORDER BY last_active_at, id LIMIT $3{lock}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(idle_millis)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut ended = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let e = Ended {
+            id: col(r, "id")?,
+            project_id: col(r, "project_id")?,
+            phone_number_id: col(r, "phone_number_id")?,
+        };
+        sqlx::query(
+            "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+        )
+        .bind(idle_millis)
+        .bind(now)
+        .bind(&e.id)
+        .execute(&mut *conn)
+        .await?;
+        ended.push(e);
+    }
+    Ok(ended)
+}
+
+/// Sets a conversation's status (`active` or `ended`) in the caller's transaction.
+/// Re-activating fails with a unique violation when another conversation with that contact
+/// is active.
 pub async fn set_status(
-    db: &Db,
+    conn: &mut AnyConnection,
     project_id: &str,
     id: &str,
     status: &str,
@@ -218,7 +259,7 @@ pub async fn set_status(
     .bind(now)
     .bind(id)
     .bind(project_id)
-    .execute(db.writer())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }

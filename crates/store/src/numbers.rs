@@ -60,7 +60,7 @@ fn number(r: &AnyRow) -> crate::Result<PhoneNumber> {
 }
 
 /// Inserts a number (fails with a unique violation when the phone_number_id exists).
-pub async fn insert(db: &Db, n: &PhoneNumber) -> crate::Result<()> {
+pub async fn insert(conn: &mut sqlx::AnyConnection, n: &PhoneNumber) -> crate::Result<()> {
     sqlx::query(
         "INSERT INTO phone_numbers (id, project_id, customer_id, phone_number_id, business_account_id, kind, name, display_phone_number, access_token_enc, app_secret_enc, verify_token_digest, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -78,7 +78,7 @@ pub async fn insert(db: &Db, n: &PhoneNumber) -> crate::Result<()> {
     .bind(&n.verify_token_digest)
     .bind(n.created_at)
     .bind(n.updated_at)
-    .execute(db.writer())
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -106,12 +106,16 @@ pub async fn update(db: &Db, n: &PhoneNumber) -> crate::Result<bool> {
 
 /// Deletes a number of the project. Its stored history stays (it is addressed by
 /// phone_number_id and becomes unreachable through the API).
-pub async fn delete(db: &Db, project_id: &str, phone_number_id: &str) -> crate::Result<bool> {
+pub async fn delete(
+    conn: &mut sqlx::AnyConnection,
+    project_id: &str,
+    phone_number_id: &str,
+) -> crate::Result<bool> {
     let done =
         sqlx::query("DELETE FROM phone_numbers WHERE phone_number_id = $1 AND project_id = $2")
             .bind(phone_number_id)
             .bind(project_id)
-            .execute(db.writer())
+            .execute(conn)
             .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -597,3 +597,28 @@ pub async fn publish_raw(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Creates `whatsapp.conversation.inactive` deliveries for every active conversation that
+/// has been quiet for at least the webhook's `inactivity_minutes`: once per idle period
+/// (the event id carries the conversation's last activity), per webhook threshold, as of
+/// `as_of`; the deliveries are due at `now`.
+pub async fn publish_inactive(db: &Db, as_of: i64, now: i64) -> crate::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT 'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT) || '.' || w.id, c.project_id, w.id, \
+                'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT), 'whatsapp.conversation.inactive', c.phone_number_id, \
+                '{\"conversation_id\":\"' || c.id || '\",\"inactivity_minutes\":' || CAST(w.inactivity_minutes AS TEXT) || '}', \
+                'pending', 0, $1, $1, $1 \
+         FROM conversations c JOIN webhooks w ON w.project_id = c.project_id \
+           AND (w.phone_number_id IS NULL OR w.phone_number_id = c.phone_number_id) \
+         WHERE c.status = 'active' AND w.kind = 'kapso' AND w.active = 1 \
+           AND w.events LIKE '%\"whatsapp.conversation.inactive\"%' \
+           AND c.last_active_at + w.inactivity_minutes * 60000 <= $2 \
+         ON CONFLICT (webhook_id, event_id) DO NOTHING",
+    )
+    .bind(now)
+    .bind(as_of)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
