@@ -489,6 +489,9 @@ pub async fn publish_message(
             project_id: e.project_id,
             phone_number_id: Some(e.phone_number_id),
             subject: &subject,
+            batch_key: e
+                .conversation_id
+                .filter(|_| e.event_type == "whatsapp.message.received"),
         },
         now,
     )
@@ -514,6 +517,7 @@ pub async fn publish_conversation(
             project_id,
             phone_number_id: Some(phone_number_id),
             subject: &subject,
+            batch_key: None,
         },
         now,
     )
@@ -541,6 +545,7 @@ pub async fn publish_project(
             project_id,
             phone_number_id: None,
             subject: &subject,
+            batch_key: None,
         },
         now,
     )
@@ -560,6 +565,23 @@ pub async fn sweep_inactive(app: &App, as_of: i64) -> Result<u64, AppError> {
 /// Renders a delivery's v2 body from the stored message and conversation.
 async fn render_payload(app: &App, d: &DueDelivery) -> Result<Value, AppError> {
     let subject: Value = serde_json::from_str(&d.subject).unwrap_or(Value::Null);
+    if let Some(Value::Array(members)) = subject.get("batch") {
+        // A buffer: every member rendered, in the order they arrived.
+        let mut data = Vec::with_capacity(members.len());
+        for member in members {
+            match render_subject(app, d, member).await {
+                Ok(v) => data.push(v),
+                Err(AppError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(json!({ "type": d.event_type, "batch": true, "data": data }));
+    }
+    render_subject(app, d, &subject).await
+}
+
+/// Renders one event's body from its subject.
+async fn render_subject(app: &App, d: &DueDelivery, subject: &Value) -> Result<Value, AppError> {
     if let Some(payload) = subject.get("payload") {
         return Ok(payload.clone());
     }
@@ -647,16 +669,35 @@ impl Outcome {
     }
 }
 
-/// Posts `body` to the webhook, signed the Kapso way and the Standard Webhooks way.
+/// An event to post: its name, stable id and body (and batch size for buffered batches).
+#[derive(Debug, Clone)]
+pub struct Signed<'a> {
+    /// Event name.
+    pub event_type: &'a str,
+    /// Stable event id.
+    pub event_id: &'a str,
+    /// The body.
+    pub body: String,
+    /// Members of a batch.
+    pub batch_size: Option<usize>,
+    /// Signing time (epoch seconds).
+    pub now_secs: i64,
+}
+
+/// Posts an event to the webhook, signed the Kapso way and the Standard Webhooks way.
 pub async fn send_signed(
     client: &reqwest::Client,
     w: &Webhook,
     secret: &str,
-    event_type: &str,
-    event_id: &str,
-    body: String,
-    now_secs: i64,
+    event: Signed<'_>,
 ) -> Outcome {
+    let Signed {
+        event_type,
+        event_id,
+        body,
+        batch_size,
+        now_secs,
+    } = event;
     let signature = chasqui_core::secrets::hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
     let standard_key = secret
         .strip_prefix("whsec_")
@@ -678,6 +719,11 @@ pub async fn send_signed(
         .header("webhook-id", event_id)
         .header("webhook-timestamp", now_secs.to_string())
         .header("webhook-signature", format!("v1,{}", B64.encode(standard)));
+    if let Some(n) = batch_size {
+        request = request
+            .header("x-webhook-batch", "true")
+            .header("x-batch-size", n.to_string());
+    }
     request = with_custom_headers(request, w);
     finish(request, body).await
 }
@@ -778,16 +824,17 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
     let outcome = if d.webhook.kind == "meta" {
         send_as_meta(client, &d.webhook, &secret, &d.event_id, body).await
     } else {
-        send_signed(
-            client,
-            &d.webhook,
-            &secret,
-            &d.event_type,
-            &d.event_id,
+        let batch_size = serde_json::from_str::<Value>(&d.subject)
+            .ok()
+            .and_then(|s| s.get("batch").and_then(Value::as_array).map(Vec::len));
+        let event = Signed {
+            event_type: &d.event_type,
+            event_id: &d.event_id,
             body,
-            app.now() / 1000,
-        )
-        .await
+            batch_size,
+            now_secs: app.now() / 1000,
+        };
+        send_signed(client, &d.webhook, &secret, event).await
     };
     let number = d.attempts + 1;
     let now = app.now();
@@ -901,16 +948,14 @@ pub async fn send_test(
     let secret = secret(app, w)?;
     let body = test_payload(w, event_type).to_string();
     let event_id = format!("evt_test_{}", hex::encode(random_bytes::<8>()));
-    Ok(send_signed(
-        client,
-        w,
-        &secret,
+    let event = Signed {
         event_type,
-        &event_id,
+        event_id: &event_id,
         body,
-        app.now() / 1000,
-    )
-    .await)
+        batch_size: None,
+        now_secs: app.now() / 1000,
+    };
+    Ok(send_signed(client, w, &secret, event).await)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -928,6 +973,7 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// Sends the deliveries due now; returns how many were attempted.
 pub async fn deliver_due(app: &App, client: &reqwest::Client) -> Result<usize, AppError> {
+    webhooks::flush_buffers(app.db(), app.now()).await?;
     let due = webhooks::claim_due(app.db(), BATCH, app.now(), LEASE_MILLIS).await?;
     let n = due.len();
     let results = futures::future::join_all(due.into_iter().map(|d| attempt(app, client, d))).await;

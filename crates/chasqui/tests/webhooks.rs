@@ -648,3 +648,85 @@ async fn conversation_and_number_events(backend: Backend) {
     assert_eq!(ended["conversation"]["status"], "ended");
 }
 both_backends!(conversation_and_number_events);
+
+async fn received_messages_are_buffered_per_conversation(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (sink, url) = Sink::start(0).await;
+    let (status, created) = h
+        .post(&format!("/platform/v1/whatsapp/phone_numbers/{pnid}/webhooks"),
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received", "whatsapp.conversation.created"],
+                "buffer_enabled": true, "buffer_window_seconds": 2, "max_buffer_size": 3}}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["data"]["secret_key"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    // Two quick messages: one batch of two when the window ends, in order.
+    let started = std::time::Instant::now();
+    for text in ["one", "two"] {
+        h.customer_says(
+            "15550001111",
+            "Ana",
+            json!({"type": "text", "text": {"body": text}}),
+        )
+        .await;
+    }
+    wait_until("first batch", || async {
+        !sink.events("whatsapp.message.received").is_empty()
+    })
+    .await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "held for the window"
+    );
+    let (headers, body) = sink.raw("whatsapp.message.received").remove(0);
+    assert_eq!(headers["x-webhook-batch"], "true");
+    assert_eq!(headers["x-batch-size"], "2");
+    assert_eq!(
+        headers["x-webhook-signature"].to_str().expect("sig"),
+        hmac_hex(secret.as_bytes(), &body)
+    );
+    let batch: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(batch["type"], "whatsapp.message.received");
+    assert_eq!(batch["batch"], true);
+    let texts: Vec<_> = batch["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|d| d["message"]["kapso"]["content"].clone())
+        .collect();
+    assert_eq!(texts, vec![json!("one"), json!("two")]);
+    // Other events are not buffered.
+    assert_eq!(sink.events("whatsapp.conversation.created").len(), 1);
+
+    // A full buffer goes at once; the rest waits for its own window.
+    for text in ["a", "b", "c", "d"] {
+        h.customer_says(
+            "15550001111",
+            "Ana",
+            json!({"type": "text", "text": {"body": text}}),
+        )
+        .await;
+    }
+    wait_until("full batch", || async {
+        sink.events("whatsapp.message.received").len() >= 2
+    })
+    .await;
+    let (headers, full) = sink.events("whatsapp.message.received").remove(1);
+    assert_eq!(headers["x-batch-size"], "3");
+    assert_eq!(full["data"][0]["message"]["kapso"]["content"], "a");
+    wait_until("last batch", || async {
+        sink.events("whatsapp.message.received").len() == 3
+    })
+    .await;
+    let (_, last) = sink.events("whatsapp.message.received").remove(2);
+    assert_eq!(last["data"][0]["message"]["kapso"]["content"], "d");
+    let (_, log) = h
+        .get("/platform/v1/webhook_deliveries?status=batched&limit=100")
+        .await;
+    assert_eq!(log["data"].as_array().expect("data").len(), 6);
+}
+both_backends!(received_messages_are_buffered_per_conversation);

@@ -201,10 +201,10 @@ async fn list_deliveries(
     let bad = |e: String| ApiError::bad_request(e);
     let status = params.string("status");
     if let Some(s) = &status
-        && !["pending", "delivered", "failed"].contains(&s.as_str())
+        && !["pending", "delivered", "failed", "buffered", "batched"].contains(&s.as_str())
     {
         return Err(bad(format!(
-            "status must be pending, delivered or failed, not {s:?}"
+            "status must be pending, delivered, failed, buffered or batched, not {s:?}"
         )));
     }
     let filter = store::DeliveryFilter {

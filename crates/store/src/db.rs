@@ -107,6 +107,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notifications",
         include_str!("../migrations/0005_notifications.sql"),
     ),
+    (
+        6,
+        "webhook_buffers",
+        include_str!("../migrations/0006_webhook_buffers.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

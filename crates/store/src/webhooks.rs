@@ -185,13 +185,23 @@ pub struct NewEvent<'a> {
     pub phone_number_id: Option<&'a str>,
     /// What it is about (JSON with ids), rendered at the first attempt.
     pub subject: &'a str,
+    /// The buffer it joins at webhooks that buffer this event (the conversation).
+    pub batch_key: Option<&'a str>,
 }
 
-/// Creates the deliveries of an event in the caller's transaction; returns how many.
+/// Creates the deliveries of an event in the caller's transaction; returns how many. For
+/// webhooks that buffer this event, the delivery waits as `buffered` under `batch_key` until
+/// the window that opened with the first buffered event of that key ends.
 pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> crate::Result<u64> {
     let done = sqlx::query(
-        "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, 'pending', 0, $5, $5, $5 FROM webhooks w \
+        "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at, batch_key) \
+         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, \
+           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN 'buffered' ELSE 'pending' END, 0, \
+           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN COALESCE((SELECT MIN(x.created_at) FROM webhook_deliveries x \
+                  WHERE x.webhook_id = w.id AND x.batch_key = $8 AND x.status = 'buffered'), $5) + w.buffer_window_seconds * 1000 \
+                ELSE $5 END, \
+           $5, $5, CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN $8 ELSE NULL END \
+         FROM webhooks w \
          WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.active = 1 AND w.events LIKE $7 \
            AND (w.phone_number_id IS NULL OR w.phone_number_id = $3) \
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
@@ -203,9 +213,81 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
     .bind(now)
     .bind(e.project_id)
     .bind(format!("%\"{}\"%", e.event_type))
+    .bind(e.batch_key)
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Turns every due buffer (window ended, or `max_buffer_size` members waiting) into one
+/// pending batch delivery whose subject lists its members in order; returns how many
+/// batches.
+pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
+    use sqlx::Row;
+    let mut tx = db.writer().begin().await?;
+    let groups = sqlx::query(
+        "SELECT d.webhook_id, d.batch_key, MIN(w.max_buffer_size) AS max_size FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.status = 'buffered' AND w.active = 1 AND w.paused_at IS NULL \
+         GROUP BY d.webhook_id, d.batch_key \
+         HAVING MIN(d.next_attempt_at) <= $1 OR COUNT(*) >= MIN(w.max_buffer_size) LIMIT 100",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut batches = 0;
+    for g in &groups {
+        let webhook_id: String = g.try_get("webhook_id")?;
+        let batch_key: String = g.try_get("batch_key")?;
+        let max_size: i64 = g.try_get("max_size")?;
+        let members = sqlx::query(
+            "SELECT id, project_id, event_id, event_type, phone_number_id, subject FROM webhook_deliveries \
+             WHERE webhook_id = $1 AND batch_key = $2 AND status = 'buffered' ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(&webhook_id)
+        .bind(&batch_key)
+        .bind(max_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(first) = members.first() else {
+            continue;
+        };
+        let first_event: String = first.try_get("event_id")?;
+        let subjects: Vec<serde_json::Value> = members
+            .iter()
+            .map(|m| {
+                let s: String = m.try_get("subject")?;
+                Ok(serde_json::from_str(&s).unwrap_or(serde_json::Value::Null))
+            })
+            .collect::<crate::Result<_>>()?;
+        let leader = format!("batch.{first_event}.{webhook_id}");
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8) ON CONFLICT (webhook_id, event_id) DO NOTHING",
+        )
+        .bind(&leader)
+        .bind(first.try_get::<String, _>("project_id")?)
+        .bind(&webhook_id)
+        .bind(format!("batch.{first_event}"))
+        .bind(first.try_get::<String, _>("event_type")?)
+        .bind(first.try_get::<Option<String>, _>("phone_number_id")?)
+        .bind(serde_json::json!({ "batch": subjects }).to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for m in &members {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'batched', batch_id = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(&leader)
+            .bind(now)
+            .bind(m.try_get::<String, _>("id")?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        batches += 1;
+    }
+    tx.commit().await?;
+    Ok(batches)
 }
 
 /// A delivery due now, with what sending it needs.
