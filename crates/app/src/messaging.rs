@@ -241,7 +241,7 @@ async fn send_once(
         Ok(found) => found,
         Err(e) => {
             let error = format!("{{\"transport\":{:?}}}", e.to_string());
-            finish(app, id, conversation_id, Outcome::Failed(error)).await?;
+            finish(app, number, id, conversation_id, Outcome::Failed(error)).await?;
             return Err(SendError::Upstream(e.to_string()));
         }
     };
@@ -260,7 +260,7 @@ async fn send_once(
         },
         _ => Outcome::Failed(String::from_utf8_lossy(&body).into_owned()),
     };
-    finish(app, id, conversation_id, outcome).await?;
+    finish(app, number, id, conversation_id, outcome).await?;
     Ok(GraphAnswer {
         status,
         body: body.to_vec(),
@@ -339,11 +339,13 @@ enum Outcome {
 /// Stores Meta's answer and frees the conversation, in one group-committed unit.
 async fn finish(
     app: &App,
+    number: &PhoneNumber,
     id: String,
     conversation_id: String,
     outcome: Outcome,
 ) -> Result<(), SendError> {
     let now = app.now();
+    let (project_id, phone_number_id) = (number.project_id.clone(), number.phone_number_id.clone());
     app.writes()
         .run(move |conn| {
             Box::pin(async move {
@@ -365,7 +367,22 @@ async fn finish(
                         };
                         conversations::record_activity(conn, &conversation_id, &activity, now).await
                     }
-                    Outcome::Failed(error) => messages::fail_send(conn, &id, &error, now).await,
+                    Outcome::Failed(error) => {
+                        messages::fail_send(conn, &id, &error, now).await?;
+                        // Meta refused it: subscribers hear `whatsapp.message.failed` now.
+                        let wamid = format!("pending.{id}");
+                        let event = crate::webhooks::MessageEvent {
+                            project_id: &project_id,
+                            phone_number_id: &phone_number_id,
+                            event_type: "whatsapp.message.failed",
+                            wamid: &wamid,
+                            conversation_id: Some(&conversation_id),
+                            is_new_conversation: false,
+                            order: None,
+                        };
+                        crate::webhooks::publish_message(conn, event, now).await?;
+                        Ok(())
+                    }
                 }
             })
         })

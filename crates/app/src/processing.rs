@@ -345,7 +345,18 @@ async fn apply_messages(
                 user_id: head.from_user_id.clone(),
                 profile_name: None,
             });
-        store_inbound(conn, &project_id, &pnid, message, &head, &identity, now).await?;
+        let order = format!("{}.{i:04}", source.event_id);
+        store_inbound(
+            conn,
+            &project_id,
+            &pnid,
+            message,
+            &head,
+            &identity,
+            &order,
+            now,
+        )
+        .await?;
     }
 
     for (i, status) in value.statuses.iter().enumerate() {
@@ -383,6 +394,7 @@ async fn store_inbound(
     message: &Value,
     head: &MessageHead,
     identity: &Identity,
+    order: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     if messages::exists(conn, pnid, &head.id).await? {
@@ -480,6 +492,7 @@ async fn store_inbound(
             wamid: &head.id,
             conversation_id: Some(&conversation_id),
             is_new_conversation: opened,
+            order: Some(order),
         };
         webhooks::publish_message(conn, event, now).await?;
     }
@@ -586,6 +599,7 @@ async fn store_status(
                 wamid: &head.id,
                 conversation_id: None,
                 is_new_conversation: false,
+                order: None,
             };
             webhooks::publish_message(conn, event, now).await?;
         }

