@@ -26,7 +26,7 @@ fn available() -> bool {
             .output()
             .is_ok_and(|o| o.status.success());
     let python = Command::new("python3")
-        .args(["-c", "import pywa, kapso_whatsapp"])
+        .args(["-c", "import pywa, kapso_whatsapp, standardwebhooks"])
         .output()
         .is_ok_and(|o| o.status.success());
     if node && python {
@@ -42,11 +42,13 @@ fn available() -> bool {
     false
 }
 
-async fn run(program: &str, script: &str, env: Vec<(&'static str, String)>) {
+async fn run(program: &str, script: &str, env: Vec<(&'static str, String)>, args: &[&str]) {
     let (program, file) = (program.to_owned(), script.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&program)
             .arg(&file)
+            .args(&args)
             .current_dir(clients_dir())
             .envs(env)
             .output()
@@ -61,7 +63,7 @@ async fn run(program: &str, script: &str, env: Vec<(&'static str, String)>) {
         "{script} failed:\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("\"done\""),
+        stdout.contains("\"done\"") || stdout.contains("\"verified\""),
         "{script} did not finish:\n{stdout}"
     );
 }
@@ -108,9 +110,9 @@ async fn client_libraries_work_unmodified() {
         ("INBOUND_WAMID", inbound),
         ("META_TOKEN", token),
     ];
-    run("node", "kapso.mjs", env.clone()).await;
-    run("python3", "kapso_py_check.py", env.clone()).await;
-    run("python3", "pywa_check.py", env).await;
+    run("node", "kapso.mjs", env.clone(), &[]).await;
+    run("python3", "kapso_py_check.py", env.clone(), &[]).await;
+    run("python3", "pywa_check.py", env, &[]).await;
 
     // What the libraries sent reached the customer's phone (the sandbox) and is stored.
     let (_, outbox) = h
@@ -142,4 +144,122 @@ async fn client_libraries_work_unmodified() {
         outbox["data"].as_array().expect("outbox").len(),
         "every send the libraries made is stored"
     );
+}
+
+/// A receiver that keeps every request.
+async fn capture_server() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>>,
+    String,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    store.lock().expect("lock").push((headers, body));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, url)
+}
+
+fn write_capture(
+    dir: &std::path::Path,
+    name: &str,
+    secret: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> String {
+    use base64::Engine;
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or_default())))
+        .collect();
+    let capture = json!({
+        "secret": secret,
+        "headers": headers,
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(body),
+    });
+    let path = dir.join(name);
+    std::fs::write(&path, capture.to_string()).expect("write capture");
+    path.display().to_string()
+}
+
+/// Signatures check out with implementations that share no code with Chasqui: the
+/// `standardwebhooks` package and Python's hmac for a kapso webhook, Node's crypto for the
+/// kapso and the meta kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_signatures_verify_independently() {
+    if !available() {
+        return;
+    }
+    let h = Harness::start(Backend::Sqlite).await;
+    let pnid = h.sandbox_pnid.clone();
+    let (seen, url) = capture_server().await;
+    let (status, kapso) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{kapso}");
+    let kapso_secret = kapso["data"]["secret_key"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let meta_secret = "a meta receiver's app secret";
+    let (status, _) = h
+        .post(
+            &format!("/platform/v1/whatsapp/phone_numbers/{pnid}/webhooks"),
+            json!({"whatsapp_webhook": {"url": url, "kind": "meta", "secret_key": meta_secret}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    h.customer_says(
+        "15550004321",
+        "Vera",
+        json!({"type": "text", "text": {"body": "check my signature"}}),
+    )
+    .await;
+    common::wait_until("both deliveries", || async {
+        seen.lock().expect("lock").len() >= 2
+    })
+    .await;
+    let requests = seen.lock().expect("lock").clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, (headers, body)) in requests.iter().enumerate() {
+        let is_meta = headers.contains_key("x-hub-signature-256");
+        let secret = if is_meta {
+            meta_secret
+        } else {
+            kapso_secret.as_str()
+        };
+        let file = write_capture(
+            dir.path(),
+            &format!("capture-{i}.json"),
+            secret,
+            headers,
+            body,
+        );
+        run(
+            "node",
+            "verify_webhook.mjs",
+            vec![("CAPTURE", file.clone())],
+            &[&file],
+        )
+        .await;
+        if !is_meta {
+            run("python3", "verify_webhook.py", vec![], &[&file]).await;
+        }
+    }
 }
