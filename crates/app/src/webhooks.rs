@@ -46,7 +46,7 @@ const BODY_KEPT: usize = 1024;
 /// Lease of a claimed delivery.
 const LEASE_MILLIS: i64 = 60_000;
 /// Deliveries sent at once by one loop.
-const BATCH: i64 = 32;
+const BATCH: i64 = 128;
 
 /// Fields of a create or update request (absent = default on create, unchanged on update).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -807,23 +807,39 @@ async fn finish(request: reqwest::RequestBuilder, body: String) -> Outcome {
     }
 }
 
-/// Sends one delivery and records the attempt; pauses the webhook when it keeps failing.
-async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<(), AppError> {
-    let body = match &d.payload {
-        Some(p) => p.clone(),
-        None => {
-            let payload = match render_payload(app, &d).await {
-                Ok(p) => p,
-                Err(AppError::NotFound(what)) => {
-                    json!({ "error": format!("{what} no longer exists") })
-                }
-                Err(e) => return Err(e),
-            };
-            let text = payload.to_string();
-            webhooks::set_payload(app.db(), &d.id, &text).await?;
-            text
-        }
+/// The body of a delivery: frozen at its first attempt, else rendered now (once per event
+/// and batch of due deliveries: a fan-out to many webhooks renders it once).
+async fn body_of(
+    app: &App,
+    d: &DueDelivery,
+    rendered: &tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+) -> Result<String, AppError> {
+    if let Some(p) = &d.payload {
+        return Ok(p.clone());
+    }
+    let mut cache = rendered.lock().await;
+    if let Some(text) = cache.get(&d.event_id) {
+        return Ok(text.clone());
+    }
+    let payload = match render_payload(app, d).await {
+        Ok(p) => p,
+        Err(AppError::NotFound(what)) => json!({ "error": format!("{what} no longer exists") }),
+        Err(e) => return Err(e),
     };
+    let text = payload.to_string();
+    cache.insert(d.event_id.clone(), text.clone());
+    Ok(text)
+}
+
+/// Sends one delivery and records the attempt; pauses the webhook when it keeps failing.
+async fn attempt(
+    app: &App,
+    client: &reqwest::Client,
+    d: DueDelivery,
+    rendered: &tokio::sync::Mutex<std::collections::HashMap<String, String>>,
+) -> Result<(), AppError> {
+    let body = body_of(app, &d, rendered).await?;
+    let frozen = body.clone();
     let secret = secret(app, &d.webhook)?;
     let outcome = if d.webhook.kind == "meta" {
         send_as_meta(client, &d.webhook, &secret, &d.event_id, body).await
@@ -854,20 +870,23 @@ async fn attempt(app: &App, client: &reqwest::Client, d: DueDelivery) -> Result<
             None => Next::Failed,
         }
     };
-    webhooks::record_attempt(
-        app.db(),
-        &Attempt {
-            delivery_id: &d.id,
-            attempt: number,
-            status_code: outcome.status_code,
-            latency_ms: outcome.latency_ms,
-            response_body: outcome.response_body.clone(),
-            error: outcome.error.clone(),
-        },
-        next,
-        now,
-    )
-    .await?;
+    // Attempts of concurrent deliveries share one commit.
+    let (id, record) = (d.id.clone(), outcome.clone());
+    app.writes()
+        .run(move |conn| {
+            Box::pin(async move {
+                let a = Attempt {
+                    delivery_id: &id,
+                    attempt: number,
+                    status_code: record.status_code,
+                    latency_ms: record.latency_ms,
+                    response_body: record.response_body,
+                    error: record.error,
+                };
+                webhooks::record_attempt(conn, &a, next, &frozen, now).await
+            })
+        })
+        .await?;
     if !outcome.ok() {
         maybe_pause(app, &d.webhook, &outcome).await?;
     }
@@ -980,7 +999,10 @@ pub async fn deliver_due(app: &App, client: &reqwest::Client) -> Result<usize, A
     webhooks::flush_buffers(app.db(), app.now()).await?;
     let due = webhooks::claim_due(app.db(), BATCH, app.now(), LEASE_MILLIS).await?;
     let n = due.len();
-    let results = futures::future::join_all(due.into_iter().map(|d| attempt(app, client, d))).await;
+    let rendered = tokio::sync::Mutex::new(std::collections::HashMap::new());
+    let results =
+        futures::future::join_all(due.into_iter().map(|d| attempt(app, client, d, &rendered)))
+            .await;
     for r in results {
         if let Err(e) = r {
             tracing::warn!(error = %e, "webhook delivery attempt failed to run");

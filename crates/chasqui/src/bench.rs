@@ -70,6 +70,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Fan inbound messages out to N webhooks on a loopback sink run by the tool; reports
+    /// deliveries/s and end-to-end latency (the server needs --webhook-allow-private true).
+    Delivery {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key of the project.
+        #[arg(long, env = "CHASQUI_BENCH_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Webhooks subscribed to every event.
+        #[arg(long, default_value_t = 10)]
+        webhooks: usize,
+        /// Inbound messages to post.
+        #[arg(long, default_value_t = 2000)]
+        events: usize,
+        /// Concurrent posters.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Serve the null handler (signature check + JSON parse + 200) as a ceiling
     /// (listens on --listen, default 127.0.0.1:8099).
     NullServer {
@@ -144,6 +163,22 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
                 phone_number_id,
                 conversations: conversations.max(1),
                 duration: Duration::from_secs(duration),
+                concurrency,
+            })
+            .await
+        }
+        BenchCommand::Delivery {
+            url,
+            api_key,
+            webhooks,
+            events,
+            concurrency,
+        } => {
+            crate::bench_delivery::run(crate::bench_delivery::DeliveryPlan {
+                url: url.trim_end_matches('/').to_owned(),
+                api_key,
+                webhooks: webhooks.clamp(1, 100),
+                events: events.max(1),
                 concurrency,
             })
             .await

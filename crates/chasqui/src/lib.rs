@@ -2,6 +2,7 @@
 //! benchmark tool, so end-to-end tests can start real nodes in-process.
 
 pub mod bench;
+mod bench_delivery;
 mod bench_send;
 pub mod cli;
 pub mod config;

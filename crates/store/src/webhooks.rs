@@ -354,6 +354,7 @@ pub async fn claim_due(
         .fetch_all(&mut *tx)
         .await?;
     let mut due = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
     for r in &rows {
         let d = DueDelivery {
             id: col(r, "d_id")?,
@@ -366,25 +367,26 @@ pub async fn claim_due(
             attempts: col(r, "attempts")?,
             webhook: webhook(r)?,
         };
-        sqlx::query("UPDATE webhook_deliveries SET locked_until = $1 WHERE id = $2")
+        ids.push(d.id.clone());
+        due.push(d);
+    }
+    if !ids.is_empty() {
+        let sql = match db.backend() {
+            Backend::Sqlite => {
+                "UPDATE webhook_deliveries SET locked_until = $1 WHERE id IN (SELECT value FROM json_each($2))"
+            }
+            Backend::Postgres => {
+                "UPDATE webhook_deliveries SET locked_until = $1 WHERE id IN (SELECT jsonb_array_elements_text($2::jsonb))"
+            }
+        };
+        sqlx::query(sql)
             .bind(now + lease_millis)
-            .bind(&d.id)
+            .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
             .await?;
-        due.push(d);
     }
     tx.commit().await?;
     Ok(due)
-}
-
-/// Freezes a delivery's body before its first attempt (retries send the same bytes).
-pub async fn set_payload(db: &Db, id: &str, payload: &str) -> crate::Result<()> {
-    sqlx::query("UPDATE webhook_deliveries SET payload = $1 WHERE id = $2 AND payload IS NULL")
-        .bind(payload)
-        .bind(id)
-        .execute(db.writer())
-        .await?;
-    Ok(())
 }
 
 /// One attempt's outcome.
@@ -415,9 +417,15 @@ pub enum Next {
     Failed,
 }
 
-/// Records an attempt and moves the delivery on, in one transaction.
-pub async fn record_attempt(db: &Db, a: &Attempt<'_>, next: Next, now: i64) -> crate::Result<()> {
-    let mut tx = db.writer().begin().await?;
+/// Records an attempt and moves the delivery on, in the caller's transaction; the body sent
+/// is kept (the first attempt freezes it, retries send the same bytes).
+pub async fn record_attempt(
+    conn: &mut AnyConnection,
+    a: &Attempt<'_>,
+    next: Next,
+    payload: &str,
+    now: i64,
+) -> crate::Result<()> {
     sqlx::query(
         "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -429,7 +437,7 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, next: Next, now: i64) -> c
     .bind(&a.response_body)
     .bind(&a.error)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let (status, next_at, delivered_at) = match next {
         Next::Delivered => ("delivered", now, Some(now)),
@@ -437,7 +445,7 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, next: Next, now: i64) -> c
         Next::Failed => ("failed", now, None),
     };
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, locked_until = NULL, last_status_code = $4, last_error = $5, delivered_at = $6, updated_at = $7 WHERE id = $8",
+        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, locked_until = NULL, last_status_code = $4, last_error = $5, delivered_at = $6, updated_at = $7, payload = COALESCE(payload, $9) WHERE id = $8",
     )
     .bind(status)
     .bind(a.attempt)
@@ -447,9 +455,9 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, next: Next, now: i64) -> c
     .bind(delivered_at)
     .bind(now)
     .bind(a.delivery_id)
-    .execute(&mut *tx)
+    .bind(payload)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
