@@ -831,15 +831,25 @@ async fn body_of(
     Ok(text)
 }
 
-/// Sends one delivery and records the attempt; pauses the webhook when it keeps failing.
+/// What one delivery's attempt produced, to be recorded with the rest of its batch.
+struct Done {
+    delivery_id: String,
+    number: i64,
+    outcome: Outcome,
+    next: Next,
+    payload: String,
+    webhook: Webhook,
+}
+
+/// Sends one delivery; the attempt is recorded by the caller with its batch.
 async fn attempt(
     app: &App,
     client: &reqwest::Client,
     d: DueDelivery,
     rendered: &tokio::sync::Mutex<std::collections::HashMap<String, String>>,
-) -> Result<(), AppError> {
+) -> Result<Done, AppError> {
     let body = body_of(app, &d, rendered).await?;
-    let frozen = body.clone();
+    let payload = body.clone();
     let secret = secret(app, &d.webhook)?;
     let outcome = if d.webhook.kind == "meta" {
         send_as_meta(client, &d.webhook, &secret, &d.event_id, body).await
@@ -857,7 +867,6 @@ async fn attempt(
         send_signed(client, &d.webhook, &secret, event).await
     };
     let number = d.attempts + 1;
-    let now = app.now();
     let next = if outcome.ok() {
         Next::Delivered
     } else {
@@ -866,31 +875,18 @@ async fn attempt(
             number,
             outcome.retry_after,
         ) {
-            Some(delay) => Next::RetryAt(now + delay),
+            Some(delay) => Next::RetryAt(app.now() + delay),
             None => Next::Failed,
         }
     };
-    // Attempts of concurrent deliveries share one commit.
-    let (id, record) = (d.id.clone(), outcome.clone());
-    app.writes()
-        .run(move |conn| {
-            Box::pin(async move {
-                let a = Attempt {
-                    delivery_id: &id,
-                    attempt: number,
-                    status_code: record.status_code,
-                    latency_ms: record.latency_ms,
-                    response_body: record.response_body,
-                    error: record.error,
-                };
-                webhooks::record_attempt(conn, &a, next, &frozen, now).await
-            })
-        })
-        .await?;
-    if !outcome.ok() {
-        maybe_pause(app, &d.webhook, &outcome).await?;
-    }
-    Ok(())
+    Ok(Done {
+        delivery_id: d.id,
+        number,
+        outcome,
+        next,
+        payload,
+        webhook: d.webhook,
+    })
 }
 
 /// The window of the automatic pause rule.
@@ -1003,9 +999,36 @@ pub async fn deliver_due(app: &App, client: &reqwest::Client) -> Result<usize, A
     let results =
         futures::future::join_all(due.into_iter().map(|d| attempt(app, client, d, &rendered)))
             .await;
+    let mut done = Vec::with_capacity(results.len());
     for r in results {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "webhook delivery attempt failed to run");
+        match r {
+            Ok(d) => done.push(d),
+            // Its lease runs out and it is attempted again.
+            Err(e) => tracing::warn!(error = %e, "webhook delivery attempt failed to run"),
+        }
+    }
+    let records: Vec<webhooks::AttemptRecord<'_>> = done
+        .iter()
+        .map(|d| webhooks::AttemptRecord {
+            attempt: Attempt {
+                delivery_id: &d.delivery_id,
+                attempt: d.number,
+                status_code: d.outcome.status_code,
+                latency_ms: d.outcome.latency_ms,
+                response_body: d.outcome.response_body.clone(),
+                error: d.outcome.error.clone(),
+            },
+            next: d.next,
+            payload: &d.payload,
+        })
+        .collect();
+    // The whole batch's attempts share one commit.
+    webhooks::record_attempts(app.db(), &records, app.now()).await?;
+    let mut checked: Vec<&str> = Vec::new();
+    for d in done.iter().filter(|d| !d.outcome.ok()) {
+        if !checked.contains(&d.webhook.id.as_str()) {
+            checked.push(&d.webhook.id);
+            maybe_pause(app, &d.webhook, &d.outcome).await?;
         }
     }
     Ok(n)

@@ -12,6 +12,8 @@ use crate::{App, media, processing};
 
 /// Lease of a claimed job; an expired lease makes the job run again.
 const LEASE_MILLIS: i64 = 120_000;
+/// Concurrent webhook delivery loops per node.
+const WEBHOOK_LOOPS: usize = 4;
 /// How often idle conversations are ended and inactivity events queued.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Idle wait between polls when nothing woke the worker (other nodes may add work).
@@ -34,7 +36,11 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         .map(|_| tokio::spawn(inbound_loop(app.clone(), shutdown.clone())))
         .collect();
     tasks.push(tokio::spawn(jobs_loop(app.clone(), shutdown.clone())));
-    tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
+    // Several delivery loops, so one slow receiver (up to the 10 s timeout) holds back only
+    // the batch it is in.
+    for _ in 0..WEBHOOK_LOOPS {
+        tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
+    }
     tasks.push(tokio::spawn(sweeper_loop(app, shutdown)));
     futures::future::join_all(tasks).await;
 }

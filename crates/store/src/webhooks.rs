@@ -225,6 +225,18 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
 pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
     use sqlx::Row;
     let mut tx = db.writer().begin().await?;
+    // One flusher at a time: concurrent loops (and nodes) would batch the same members
+    // twice. SQLite's single writer connection already serializes this transaction.
+    if db.backend() == Backend::Postgres {
+        let mine: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext('chasqui.webhooks.flush_buffers'))",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !mine {
+            return Ok(0);
+        }
+    }
     let groups = sqlx::query(
         "SELECT d.webhook_id, d.batch_key, MIN(w.max_buffer_size) AS max_size FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.status = 'buffered' AND w.active = 1 AND w.paused_at IS NULL \
@@ -417,47 +429,88 @@ pub enum Next {
     Failed,
 }
 
-/// Records an attempt and moves the delivery on, in the caller's transaction; the body sent
-/// is kept (the first attempt freezes it, retries send the same bytes).
-pub async fn record_attempt(
-    conn: &mut AnyConnection,
-    a: &Attempt<'_>,
-    next: Next,
-    payload: &str,
+/// One recorded attempt and what happens to its delivery next.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    /// The attempt.
+    pub attempt: Attempt<'a>,
+    /// The delivery's next state.
+    pub next: Next,
+    /// The body sent (kept by the first attempt; retries send the same bytes).
+    pub payload: &'a str,
+}
+
+/// Records a batch of attempts and moves their deliveries on: one INSERT and one UPDATE for
+/// the whole batch, in one transaction.
+pub async fn record_attempts(
+    db: &Db,
+    records: &[AttemptRecord<'_>],
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(format!("{}.{}", a.delivery_id, a.attempt))
-    .bind(a.delivery_id)
-    .bind(a.attempt)
-    .bind(a.status_code)
-    .bind(a.latency_ms)
-    .bind(&a.response_body)
-    .bind(&a.error)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    let (status, next_at, delivered_at) = match next {
-        Next::Delivered => ("delivered", now, Some(now)),
-        Next::RetryAt(at) => ("pending", at, None),
-        Next::Failed => ("failed", now, None),
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let a = &r.attempt;
+            let (status, next_at, delivered_at) = match r.next {
+                Next::Delivered => ("delivered", now, Some(now)),
+                Next::RetryAt(at) => ("pending", at, None),
+                Next::Failed => ("failed", now, None),
+            };
+            serde_json::json!({
+                "id": format!("{}.{}", a.delivery_id, a.attempt),
+                "delivery_id": a.delivery_id,
+                "attempt": a.attempt,
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "response_body": a.response_body,
+                "error": a.error,
+                "status": status,
+                "next_at": next_at,
+                "delivered_at": delivered_at,
+                "payload": r.payload,
+            })
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    let (insert, update) = match db.backend() {
+        Backend::Sqlite => (
+            "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.delivery_id'), json_extract(value, '$.attempt'), \
+                    json_extract(value, '$.status_code'), json_extract(value, '$.latency_ms'), json_extract(value, '$.response_body'), \
+                    json_extract(value, '$.error'), $2 FROM json_each($1)",
+            "UPDATE webhook_deliveries SET status = json_extract(j.value, '$.status'), attempts = json_extract(j.value, '$.attempt'), \
+                next_attempt_at = json_extract(j.value, '$.next_at'), locked_until = NULL, \
+                last_status_code = json_extract(j.value, '$.status_code'), last_error = json_extract(j.value, '$.error'), \
+                delivered_at = json_extract(j.value, '$.delivered_at'), updated_at = $2, \
+                payload = COALESCE(webhook_deliveries.payload, json_extract(j.value, '$.payload')) \
+             FROM json_each($1) AS j WHERE webhook_deliveries.id = json_extract(j.value, '$.delivery_id')",
+        ),
+        Backend::Postgres => (
+            "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) \
+             SELECT x->>'id', x->>'delivery_id', (x->>'attempt')::bigint, (x->>'status_code')::bigint, (x->>'latency_ms')::bigint, \
+                    x->>'response_body', x->>'error', $2 FROM jsonb_array_elements($1::jsonb) x",
+            "UPDATE webhook_deliveries d SET status = x->>'status', attempts = (x->>'attempt')::bigint, \
+                next_attempt_at = (x->>'next_at')::bigint, locked_until = NULL, \
+                last_status_code = (x->>'status_code')::bigint, last_error = x->>'error', \
+                delivered_at = (x->>'delivered_at')::bigint, updated_at = $2, payload = COALESCE(d.payload, x->>'payload') \
+             FROM jsonb_array_elements($1::jsonb) x WHERE d.id = x->>'delivery_id'",
+        ),
     };
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, locked_until = NULL, last_status_code = $4, last_error = $5, delivered_at = $6, updated_at = $7, payload = COALESCE(payload, $9) WHERE id = $8",
-    )
-    .bind(status)
-    .bind(a.attempt)
-    .bind(next_at)
-    .bind(a.status_code)
-    .bind(&a.error)
-    .bind(delivered_at)
-    .bind(now)
-    .bind(a.delivery_id)
-    .bind(payload)
-    .execute(&mut *conn)
-    .await?;
+    let mut tx = db.writer().begin().await?;
+    sqlx::query(insert)
+        .bind(&rows)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(update)
+        .bind(&rows)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 
