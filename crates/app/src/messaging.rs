@@ -364,6 +364,7 @@ async fn finish(
                             text: &content,
                             at,
                             inbound: false,
+                            order: &id,
                         };
                         conversations::record_activity(conn, &conversation_id, &activity, now).await
                     }

@@ -472,6 +472,7 @@ async fn store_inbound(
             text: &text,
             at: sent_at,
             inbound: true,
+            order,
         };
         conversations::record_activity(conn, &conversation_id, &activity, now).await?;
         if opened {

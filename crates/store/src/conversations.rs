@@ -154,6 +154,9 @@ pub struct Activity<'a> {
     pub at: i64,
     /// True for inbound.
     pub inbound: bool,
+    /// Order among messages of the same millisecond: the place in Meta's stream (inbound
+    /// delivery id and position) or the send's time-ordered id.
+    pub order: &'a str,
 }
 
 /// Counts a new message and, when it is the latest, updates the summary.
@@ -167,10 +170,11 @@ pub async fn record_activity(
     sqlx::query(
         "UPDATE conversations SET messages_count = messages_count + 1, updated_at = $1, \
            last_active_at = CASE WHEN $2 > last_active_at THEN $2 ELSE last_active_at END, \
-           last_message_id = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $3 ELSE last_message_id END, \
-           last_message_type = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $4 ELSE last_message_type END, \
-           last_message_text = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $5 ELSE last_message_text END, \
-           last_message_at = CASE WHEN last_message_at IS NULL OR $2 >= last_message_at THEN $2 ELSE last_message_at END, \
+           last_message_id = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $3 ELSE last_message_id END, \
+           last_message_type = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $4 ELSE last_message_type END, \
+           last_message_text = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $5 ELSE last_message_text END, \
+           last_message_order = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $8 ELSE last_message_order END, \
+           last_message_at = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $2 ELSE last_message_at END, \
            last_inbound_at = CASE WHEN $6 = 1 AND (last_inbound_at IS NULL OR $2 > last_inbound_at) THEN $2 ELSE last_inbound_at END, \
            last_outbound_at = CASE WHEN $6 = 0 AND (last_outbound_at IS NULL OR $2 > last_outbound_at) THEN $2 ELSE last_outbound_at END \
          WHERE id = $7",
@@ -182,6 +186,7 @@ pub async fn record_activity(
     .bind(a.text)
     .bind(inbound)
     .bind(id)
+    .bind(a.order)
     .execute(conn)
     .await?;
     Ok(())

@@ -112,6 +112,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_buffers",
         include_str!("../migrations/0006_webhook_buffers.sql"),
     ),
+    (
+        7,
+        "conversation_order",
+        include_str!("../migrations/0007_conversation_order.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
