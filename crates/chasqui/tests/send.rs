@@ -329,3 +329,49 @@ async fn every_type_round_trip(backend: Backend) {
     }
 }
 both_backends!(every_type_round_trip);
+
+/// Real concurrent sends to one conversation while Meta is slow: exactly one goes through,
+/// the others get 409 with Retry-After, and nothing but the one is stored.
+async fn concurrent_sends_to_one_conversation(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    h.customer_says(
+        "15550006666",
+        "Eva",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    )
+    .await;
+    h.settle().await;
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            &format!("/sandbox/v1/phone_numbers/{pnid}/faults"),
+            json!({"send_delay_ms": 400}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let sends = (0..8).map(|i| {
+        let body = json!({"messaging_product": "whatsapp", "to": "15550006666", "type": "text",
+            "text": {"body": format!("burst {i}")}});
+        let (h, pnid) = (&h, &pnid);
+        async move { post_send(h, pnid, &body, None).await }
+    });
+    let results = futures::future::join_all(sends).await;
+    let ok = results.iter().filter(|(s, _, _)| *s == 200).count();
+    let busy: Vec<_> = results.iter().filter(|(s, _, _)| *s == 409).collect();
+    assert_eq!(ok, 1, "{results:?}");
+    assert_eq!(busy.len(), 7, "{results:?}");
+    assert!(busy.iter().all(|(_, body, retry)| retry.as_deref() == Some("1")
+        && body["error"]["code"].is_i64()));
+    let (_, stored) = h
+        .get(&format!(
+            "/meta/whatsapp/v24.0/{pnid}/messages?direction=outbound"
+        ))
+        .await;
+    assert_eq!(stored["data"].as_array().expect("data").len(), 1);
+    let (_, outbox) = h
+        .get(&format!("/sandbox/v1/phone_numbers/{pnid}/outbox"))
+        .await;
+    assert_eq!(outbox["data"].as_array().expect("outbox").len(), 1);
+}
+both_backends!(concurrent_sends_to_one_conversation);

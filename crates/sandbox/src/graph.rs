@@ -162,6 +162,10 @@ impl Sandbox {
         if !Self::token_ok(&number, headers) {
             return invalid_token();
         }
+        let delay = self.faults(phone_number_id).send_delay_ms;
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
             return param_error("The request body must be a JSON object.");
         };

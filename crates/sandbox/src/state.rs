@@ -55,6 +55,9 @@ pub struct Faults {
     /// accepted and then reported as a `failed` status, as Meta does.
     #[serde(default)]
     pub send_errors: Vec<u32>,
+    /// Answer every send this many milliseconds late (a slow Graph API), up to 60000.
+    #[serde(default)]
+    pub send_delay_ms: u64,
 }
 
 /// Send errors the sandbox can inject.
@@ -336,6 +339,11 @@ impl Sandbox {
     /// Replaces the fault settings of a number.
     pub fn set_faults(&self, phone_number_id: &str, faults: Faults) -> Result<(), SandboxError> {
         self.number(phone_number_id)?;
+        if faults.send_delay_ms > 60_000 {
+            return Err(SandboxError::Invalid(
+                "send_delay_ms is at most 60000".into(),
+            ));
+        }
         if let Some(code) = faults
             .send_errors
             .iter()
