@@ -43,8 +43,9 @@ pub const PROJECT_EVENTS: [&str; 4] = [
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a response body is kept.
 const BODY_KEPT: usize = 1024;
-/// Lease of a claimed delivery.
-const LEASE_MILLIS: i64 = 60_000;
+/// Lease of a claimed delivery: longer than the 10 s timeout plus recording; a node that
+/// dies mid-delivery has its claims attempted again by others (or itself, restarted) after it.
+const LEASE_MILLIS: i64 = 20_000;
 /// Deliveries sent at once by one loop.
 const BATCH: i64 = 128;
 
@@ -892,13 +893,19 @@ async fn attempt(
 /// The window of the automatic pause rule.
 const PAUSE_WINDOW_MILLIS: i64 = 15 * 60_000;
 
+/// The pause rule over the last 15 minutes: at least 20 attempts, at least 10 of them
+/// failed, and more than 85 % failed.
+fn should_pause(total: i64, failed: i64) -> bool {
+    total >= 20 && failed >= 10 && failed * 100 > total * 85
+}
+
 /// Pauses a webhook whose deliveries in the last 15 minutes number at least 20, with at least
 /// 10 failures and a failure rate above 85 %, and records a notice for the project.
 async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppError> {
     let now = app.now();
     let (total, failed) =
         webhooks::attempt_stats(app.db(), &w.id, now - PAUSE_WINDOW_MILLIS).await?;
-    if total < 20 || failed < 10 || failed * 100 <= total * 85 {
+    if !should_pause(total, failed) {
         return Ok(());
     }
     let last_error = last.error.clone().unwrap_or_default();
@@ -1057,6 +1064,17 @@ mod tests {
             assert!(check_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+    }
+
+    #[test]
+    fn pause_boundary() {
+        assert!(!should_pause(19, 19), "19 attempts are not enough");
+        assert!(should_pause(20, 18), "20 attempts, 90 % failed");
+        assert!(!should_pause(20, 17), "85 % is not above 85 %");
+        assert!(should_pause(22, 19), "86 % failed");
+        assert!(!should_pause(100, 85));
+        assert!(should_pause(100, 86));
+        assert!(!should_pause(20, 9));
     }
 
     #[test]

@@ -39,6 +39,7 @@ fn spawn(dir: &std::path::Path, database_url: &str) -> Node {
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
+        .env("CHASQUI_WEBHOOK_ALLOW_PRIVATE", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -142,3 +143,101 @@ async fn sigkill_after_ack_loses_nothing(backend: Backend) {
     drop(restarted);
 }
 both_backends!(sigkill_after_ack_loses_nothing);
+
+/// A node killed while a webhook delivery is in flight delivers it after restart, with the
+/// same X-Idempotency-Key (the receiver can tell it is the same event).
+async fn sigkill_mid_delivery_redelivers(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    chasqui::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("dir");
+    let database_url = common::database(backend, dir.path()).await;
+
+    // The receiver never answers its first request; later ones get 200.
+    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = keys.clone();
+    let sink = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let first = {
+                    let mut keys = seen.lock().expect("lock");
+                    let key = headers["x-idempotency-key"]
+                        .to_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    keys.push(key);
+                    keys.len() == 1
+                };
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+
+    let node = spawn(dir.path(), &database_url);
+    std::fs::write(dir.path().join("started-once"), "").expect("marker");
+    let key = node.api_key.clone().expect("first run prints the key");
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/platform/v1/whatsapp/phone_numbers", node.base))
+        .header("x-api-key", &key)
+        .json(&json!({"whatsapp_phone_number": {"kind": "cloud", "phone_number_id": CLOUD_PNID, "business_account_id": CLOUD_WABA,
+            "access_token": "t", "app_secret": APP_SECRET}}))
+        .send()
+        .await
+        .expect("create number");
+    assert_eq!(created.status(), 201);
+    let hook = http
+        .post(format!("{}/platform/v1/whatsapp/webhooks", node.base))
+        .header("x-api-key", &key)
+        .json(&json!({"whatsapp_webhook": {"url": hook_url, "events": ["whatsapp.message.received"]}}))
+        .send()
+        .await
+        .expect("create webhook");
+    assert_eq!(hook.status(), 201);
+    let body = envelope(vec![text_change(
+        "wamid.MIDFLIGHT",
+        "16505550000",
+        common::now_secs(),
+        "hello",
+    )]);
+    let signature = chasqui_meta::sign(APP_SECRET.as_bytes(), &body);
+    let posted = http
+        .post(format!("{}/webhooks/meta", node.base))
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(posted.status(), 200);
+    wait_until("the delivery is in flight", || async {
+        keys.lock().expect("lock").len() == 1
+    })
+    .await;
+    let mut node = node;
+    node.child.kill().expect("SIGKILL");
+    node.child.wait().expect("reap");
+
+    let restarted = spawn(dir.path(), &database_url);
+    // The lease (20 s) runs out and the delivery is attempted again.
+    let start = std::time::Instant::now();
+    while keys.lock().expect("lock").len() < 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never re-delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let keys = keys.lock().expect("lock").clone();
+    assert_eq!(keys[0], keys[1], "same X-Idempotency-Key");
+    drop(restarted);
+}
+both_backends!(sigkill_mid_delivery_redelivers);

@@ -842,3 +842,72 @@ async fn isolation_throttling_and_refused_sends(backend: Backend) {
     assert_eq!(failed["message"]["kapso"]["direction"], "outbound");
 }
 both_backends!(isolation_throttling_and_refused_sends);
+
+/// A receiver that does not answer within 10 s is a failed attempt, retried on schedule.
+/// (SQLite only: the test waits out the real timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_receivers_time_out_and_are_retried() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let calls = Arc::new(Mutex::new(0usize));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                let first = {
+                    let mut n = counter.lock().expect("lock");
+                    *n += 1;
+                    *n == 1
+                };
+                if first {
+                    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, _) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    h.customer_says(
+        "15550001212",
+        "Slow",
+        json!({"type": "text", "text": {"body": "tick"}}),
+    )
+    .await;
+    let start = std::time::Instant::now();
+    loop {
+        let (_, log) = h
+            .get("/platform/v1/webhook_deliveries?status=delivered")
+            .await;
+        if let Some(d) = log["data"].as_array().and_then(|d| d.first()) {
+            assert_eq!(d["attempt_count"], 2);
+            let first = &d["attempts"][0];
+            assert!(first["response_status"].is_null());
+            assert!(
+                first["error"]
+                    .as_str()
+                    .expect("error")
+                    .contains("timed out"),
+                "{first}"
+            );
+            assert!(first["latency_ms"].as_i64().expect("latency") >= 9_900);
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
