@@ -314,10 +314,11 @@ fn apply(app: &App, w: &mut Webhook, input: WebhookInput, creating: bool) -> Res
         }
     }
     if let Some(v) = input.payload_version {
-        if v == "v1" || v == "v2" {
-            w.payload_version = v;
-        } else {
-            errors.push("payload_version must be v1 or v2".into());
+        match v.as_str() {
+            "v2" => w.payload_version = v,
+            // Kapso's legacy flat shape; a new webhook has no reason to ask for it.
+            "v1" => errors.push("payload_version v1 (legacy) is not supported; use v2".into()),
+            _ => errors.push("payload_version must be v2".into()),
         }
     }
     if errors.is_empty() {
