@@ -410,6 +410,24 @@ async fn profile_and_numbers(backend: Backend) {
             .expect("display")
             .starts_with('+')
     );
+    // Registration edges pass through; unknown edges are refused by the proxy itself.
+    let (status, registered) = h
+        .post(
+            &format!("/meta/whatsapp/v24.0/{pnid}/register"),
+            json!({"messaging_product": "whatsapp", "pin": "123456"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    assert_eq!(registered["success"], true);
+    let (status, settings) = h
+        .get(&format!("/meta/whatsapp/v24.0/{pnid}/settings"))
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    let (status, err) = h
+        .post(&format!("/meta/whatsapp/v24.0/{pnid}/calls"), json!({}))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], 100);
     let (status, list) = h
         .get(&format!("/meta/whatsapp/v24.0/{waba}/phone_numbers"))
         .await;

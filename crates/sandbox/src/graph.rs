@@ -351,6 +351,10 @@ pub fn graph_router(sandbox: Sandbox) -> Router {
         )
         .route("/{version}/{id}/phone_numbers", get(list_phone_numbers))
         .route("/{version}/{id}/uploads", post(start_upload))
+        .route(
+            "/{version}/{id}/{edge}",
+            get(number_edge).post(number_edge).delete(number_edge),
+        )
         .layer(DefaultBodyLimit::max(
             chasqui_meta::upload::MAX_UPLOAD_BYTES + 1024 * 1024,
         ))
@@ -493,6 +497,37 @@ async fn list_phone_numbers(
     headers: HeaderMap,
 ) -> Response {
     sandbox.list_phone_numbers(&waba, &query, &headers)
+}
+
+/// Registration and similar number edges: accepted (`{"success": true}`) for a number the
+/// caller's token serves; anything else is Meta's "unsupported request".
+async fn number_edge(
+    State(sandbox): State<Sandbox>,
+    method: Method,
+    Path((_v, id, edge)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    const ACCEPTED: [&str; 5] = [
+        "register",
+        "deregister",
+        "request_code",
+        "verify_code",
+        "block_users",
+    ];
+    let Ok(number) = sandbox.number(&id) else {
+        return no_object(&method, &id);
+    };
+    if !Sandbox::token_ok(&number, &headers) {
+        return invalid_token();
+    }
+    if ACCEPTED.contains(&edge.as_str()) && method != Method::GET {
+        return success();
+    }
+    if edge == "settings" && method == Method::GET {
+        return Json(json!({ "calling": { "status": "DISABLED" }, "storage_configuration": { "status": "DEFAULT" } }))
+            .into_response();
+    }
+    no_object(&method, &format!("{id}/{edge}"))
 }
 
 async fn start_upload(

@@ -63,7 +63,12 @@ impl WriteQueue {
                         }
                         batch
                     };
-                    run_batch(&db, batch).await;
+                    // A unit that panics ends only its batch's task (its callers get an
+                    // error); the writer goes on with the next batch.
+                    let db = db.clone();
+                    if let Err(e) = tokio::spawn(async move { run_batch(&db, batch).await }).await {
+                        tracing::error!(error = %e, "a group-commit batch panicked");
+                    }
                 }
             });
         }
