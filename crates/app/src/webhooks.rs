@@ -504,6 +504,33 @@ pub async fn publish_message(
     .await
 }
 
+/// Publishes an event that needs no buffering, in the caller's transaction.
+async fn publish_event(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    phone_number_id: Option<&str>,
+    event_type: &str,
+    id_parts: &[&str],
+    subject: Value,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let id = event_id(id_parts);
+    let subject = subject.to_string();
+    webhooks::publish(
+        conn,
+        NewEvent {
+            id: &id,
+            event_type,
+            project_id,
+            phone_number_id,
+            subject: &subject,
+            batch_key: None,
+        },
+        now,
+    )
+    .await
+}
+
 /// Publishes a conversation event (`whatsapp.conversation.*`) in the caller's transaction.
 pub async fn publish_conversation(
     conn: &mut AnyConnection,
@@ -513,18 +540,15 @@ pub async fn publish_conversation(
     conversation_id: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let id = event_id(&[project_id, event_type, conversation_id]);
-    let subject = json!({ "conversation_id": conversation_id }).to_string();
-    webhooks::publish(
+    let subject = json!({ "conversation_id": conversation_id });
+    let parts = [project_id, event_type, conversation_id];
+    publish_event(
         conn,
-        NewEvent {
-            id: &id,
-            event_type,
-            project_id,
-            phone_number_id: Some(phone_number_id),
-            subject: &subject,
-            batch_key: None,
-        },
+        project_id,
+        Some(phone_number_id),
+        event_type,
+        &parts,
+        subject,
         now,
     )
     .await
@@ -541,21 +565,9 @@ pub async fn publish_project(
     payload: &Value,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let id = event_id(&[project_id, event_type, key]);
-    let subject = json!({ "payload": payload }).to_string();
-    webhooks::publish(
-        conn,
-        NewEvent {
-            id: &id,
-            event_type,
-            project_id,
-            phone_number_id: None,
-            subject: &subject,
-            batch_key: None,
-        },
-        now,
-    )
-    .await
+    let subject = json!({ "payload": payload });
+    let parts = [project_id, event_type, key];
+    publish_event(conn, project_id, None, event_type, &parts, subject, now).await
 }
 
 /// Queues `whatsapp.conversation.inactive` for conversations quiet past each subscribed

@@ -107,6 +107,26 @@ fn answer(result: Result<GraphReply, ProxyError>) -> Response {
     }
 }
 
+/// `GET` passed to the number's Graph API, answered as Meta answered.
+async fn pass_get(
+    state: &AppState,
+    number: &PhoneNumber,
+    path: &str,
+    query: Option<&str>,
+) -> Response {
+    answer(
+        forward(
+            &state.app,
+            number,
+            Method::GET,
+            path,
+            query,
+            GraphBody::Empty,
+        )
+        .await,
+    )
+}
+
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
@@ -194,47 +214,17 @@ async fn object_get(
     let query = raw_query(&uri);
     let app = &state.app;
     match resolve(&state, &caller, &id, params.get("phone_number_id")).await? {
-        Some(Target::Number(n)) => Ok(answer(
-            forward(
-                app,
-                &n,
-                Method::GET,
-                &id,
-                query.as_deref(),
-                GraphBody::Empty,
-            )
-            .await,
-        )),
+        Some(Target::Number(n)) => Ok(pass_get(&state, &n, &id, query.as_deref()).await),
         Some(Target::Media(m, _)) if m.status == "stored" => {
             Ok(Json(chasqui_app::media::describe(app, &m)).into_response())
         }
-        Some(Target::Media(_, n)) => Ok(answer(
-            forward(
-                app,
-                &n,
-                Method::GET,
-                &id,
-                query.as_deref(),
-                GraphBody::Empty,
-            )
-            .await,
-        )),
+        Some(Target::Media(_, n)) => Ok(pass_get(&state, &n, &id, query.as_deref()).await),
         Some(Target::Template(n)) => {
             Ok(answer(templates::get(app, &n, &id, query.as_deref()).await))
         }
         None => {
             if let Some(n) = hinted_number(&state, &headers, &params).await? {
-                return Ok(answer(
-                    forward(
-                        app,
-                        &n,
-                        Method::GET,
-                        &id,
-                        query.as_deref(),
-                        GraphBody::Empty,
-                    )
-                    .await,
-                ));
+                return Ok(pass_get(&state, &n, &id, query.as_deref()).await);
             }
             // A template made outside Chasqui and not synced yet: ask each WABA of the project.
             if let Caller::Project(project_id) = &caller {
@@ -377,17 +367,7 @@ async fn get_profile(
     let number = auth::number(&state, &headers, &id).await?;
     let path = format!("{id}/whatsapp_business_profile");
     let query = raw_query(&uri);
-    Ok(answer(
-        forward(
-            &state.app,
-            &number,
-            Method::GET,
-            &path,
-            query.as_deref(),
-            GraphBody::Empty,
-        )
-        .await,
-    ))
+    Ok(pass_get(&state, &number, &path, query.as_deref()).await)
 }
 
 /// `POST /{phone_number_id}/whatsapp_business_profile`: Meta's JSON body, or a multipart
@@ -567,17 +547,7 @@ async fn list_phone_numbers(
     let number = auth::waba(&state, &headers, &id).await?;
     let path = format!("{id}/phone_numbers");
     let query = raw_query(&uri);
-    Ok(answer(
-        forward(
-            &state.app,
-            &number,
-            Method::GET,
-            &path,
-            query.as_deref(),
-            GraphBody::Empty,
-        )
-        .await,
-    ))
+    Ok(pass_get(&state, &number, &path, query.as_deref()).await)
 }
 
 async fn number_edge(
