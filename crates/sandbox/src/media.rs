@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::graph::{QueryMap, graph_error, invalid_token, no_object, param_error, success};
+use crate::graph::{
+    QueryMap, Refusal, graph_error, invalid_token, no_object, param_error, success,
+};
 use crate::state::Sandbox;
 
 /// The fields of a media upload form (`multipart/form-data`).
@@ -131,6 +133,37 @@ impl Sandbox {
         Json(json!({ "id": id })).into_response()
     }
 
+    /// The media a request names, if the caller may touch it (`?phone_number_id=` must be its
+    /// number; the token must be its number's).
+    fn media_for(
+        &self,
+        method: &Method,
+        media_id: &str,
+        query: &QueryMap,
+        headers: &HeaderMap,
+    ) -> Result<crate::state::StoredMedia, Refusal> {
+        let media = self
+            .world()
+            .media
+            .get(media_id)
+            .cloned()
+            .filter(|m| {
+                query
+                    .get("phone_number_id")
+                    .is_none_or(|p| p == &m.phone_number_id)
+            })
+            .ok_or_else(|| Box::new(no_object(method, media_id)))?;
+        if self.take_graph_fault(&media.phone_number_id) {
+            return Err(Box::new(Self::fault_response()));
+        }
+        if let Ok(number) = self.number(&media.phone_number_id)
+            && !Self::token_ok(&number, headers)
+        {
+            return Err(Box::new(invalid_token()));
+        }
+        Ok(media)
+    }
+
     /// `GET /{media_id}`: metadata with a download URL.
     pub(crate) fn graph_media(
         &self,
@@ -138,23 +171,10 @@ impl Sandbox {
         query: &QueryMap,
         headers: &HeaderMap,
     ) -> Response {
-        let Some(media) = self.world().media.get(media_id).cloned() else {
-            return no_object(&Method::GET, media_id);
+        let media = match self.media_for(&Method::GET, media_id, query, headers) {
+            Ok(m) => m,
+            Err(r) => return *r,
         };
-        if query
-            .get("phone_number_id")
-            .is_some_and(|p| p != &media.phone_number_id)
-        {
-            return no_object(&Method::GET, media_id);
-        }
-        if self.take_graph_fault(&media.phone_number_id) {
-            return Self::fault_response();
-        }
-        if let Ok(number) = self.number(&media.phone_number_id)
-            && !Self::token_ok(&number, headers)
-        {
-            return invalid_token();
-        }
         Json(json!({
             "messaging_product": "whatsapp",
             "url": format!("{}/download/{media_id}", self.base_url()),
@@ -173,19 +193,8 @@ impl Sandbox {
         query: &QueryMap,
         headers: &HeaderMap,
     ) -> Response {
-        let Some(media) = self.world().media.get(media_id).cloned() else {
-            return no_object(&Method::DELETE, media_id);
-        };
-        if query
-            .get("phone_number_id")
-            .is_some_and(|p| p != &media.phone_number_id)
-        {
-            return no_object(&Method::DELETE, media_id);
-        }
-        if let Ok(number) = self.number(&media.phone_number_id)
-            && !Self::token_ok(&number, headers)
-        {
-            return invalid_token();
+        if let Err(r) = self.media_for(&Method::DELETE, media_id, query, headers) {
+            return *r;
         }
         self.world().media.remove(media_id);
         success()
