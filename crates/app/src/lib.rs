@@ -17,6 +17,7 @@ pub mod render;
 pub mod templates;
 pub mod webhooks;
 pub mod worker;
+pub mod workflows;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

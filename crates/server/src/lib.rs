@@ -15,6 +15,7 @@ use chasqui_app::render;
 mod sandbox;
 mod templates;
 mod webhooks;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -54,7 +55,8 @@ pub fn router(state: AppState) -> Router {
             "/platform/v1",
             platform::routes()
                 .merge(templates::routes())
-                .merge(webhooks::routes()),
+                .merge(webhooks::routes())
+                .merge(workflows::routes()),
         )
         .merge(proxy::routes())
         .nest("/sandbox/v1", sandbox::routes())

@@ -62,13 +62,13 @@ fn bad(e: String) -> ApiError {
 }
 
 /// `page`/`per_page` offset paging.
-fn offset(params: &Params) -> ApiResult<(i64, i64)> {
+pub(crate) fn offset(params: &Params) -> ApiResult<(i64, i64)> {
     let page = params.int("page", 1, 1, 1_000_000).map_err(bad)?;
     let per_page = params.int("per_page", 20, 1, 100).map_err(bad)?;
     Ok((page, per_page))
 }
 
-fn offset_body(data: Vec<Value>, page: i64, per_page: i64, total: i64) -> Json<Value> {
+pub(crate) fn offset_body(data: Vec<Value>, page: i64, per_page: i64, total: i64) -> Json<Value> {
     let total_pages = (total + per_page - 1) / per_page;
     Json(
         json!({ "data": data, "meta": { "page": page, "per_page": per_page, "total_pages": total_pages, "total_count": total } }),

@@ -117,6 +117,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "conversation_order",
         include_str!("../migrations/0007_conversation_order.sql"),
     ),
+    (
+        8,
+        "workflows",
+        include_str!("../migrations/0008_workflows.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -19,6 +19,7 @@ mod query;
 pub mod templates;
 pub mod testing;
 pub mod webhooks;
+pub mod workflows;
 
 pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};
