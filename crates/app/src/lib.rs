@@ -4,6 +4,7 @@
 
 pub mod conversations;
 pub mod directory;
+pub mod env_vars;
 pub mod error;
 pub mod graph;
 pub mod ingest;

@@ -258,3 +258,130 @@ pub fn to_json(w: &Workflow) -> Value {
         "updated_at": iso(w.updated_at),
     })
 }
+
+/// Trigger types a workflow can have now.
+pub const TRIGGER_TYPES: [&str; 2] = ["inbound_message", "api_call"];
+
+/// Fields of a trigger request (root `trigger`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerInput {
+    /// `inbound_message` or `api_call`.
+    pub trigger_type: Option<String>,
+    /// Whether it fires (default true).
+    pub active: Option<bool>,
+    /// The number, for `inbound_message`.
+    pub phone_number_id: Option<String>,
+}
+
+fn trigger_conflict(e: chasqui_store::StoreError, t: &str) -> AppError {
+    if chasqui_store::projects::is_unique_violation(&e) {
+        AppError::Conflict(if t == "inbound_message" {
+            "this phone number already has an active inbound_message trigger".into()
+        } else {
+            "this workflow already has an api_call trigger".into()
+        })
+    } else {
+        e.into()
+    }
+}
+
+/// Adds a trigger to a workflow of the project.
+pub async fn create_trigger(
+    app: &App,
+    project_id: &str,
+    workflow_id: &str,
+    input: TriggerInput,
+) -> Result<chasqui_store::triggers::Trigger, AppError> {
+    find(app, project_id, workflow_id).await?;
+    let trigger_type = input.trigger_type.unwrap_or_default();
+    if !TRIGGER_TYPES.contains(&trigger_type.as_str()) {
+        return Err(AppError::invalid(format!(
+            "trigger_type must be one of {} (whatsapp_event and project_event come with observer executions)",
+            TRIGGER_TYPES.join(", ")
+        )));
+    }
+    let phone_number_id = match (trigger_type.as_str(), input.phone_number_id) {
+        ("inbound_message", Some(pnid)) => {
+            chasqui_store::numbers::find(app.db(), project_id, &pnid)
+                .await?
+                .ok_or_else(|| {
+                    AppError::invalid("phone_number_id is not a number of this project")
+                })?;
+            Some(pnid)
+        }
+        ("inbound_message", None) => {
+            return Err(AppError::invalid(
+                "an inbound_message trigger needs phone_number_id",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(AppError::invalid(
+                "an api_call trigger takes no phone_number_id",
+            ));
+        }
+        (_, None) => None,
+    };
+    let now = app.now();
+    let t = chasqui_store::triggers::Trigger {
+        id: new_id(),
+        project_id: project_id.to_owned(),
+        workflow_id: workflow_id.to_owned(),
+        trigger_type: trigger_type.clone(),
+        phone_number_id,
+        active: input.active.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+    };
+    chasqui_store::triggers::insert(app.db(), &t)
+        .await
+        .map_err(|e| trigger_conflict(e, &trigger_type))?;
+    Ok(t)
+}
+
+/// Turns a trigger on or off (the only mutable field; change the rest by recreating it).
+pub async fn update_trigger(
+    app: &App,
+    project_id: &str,
+    id: &str,
+    input: TriggerInput,
+) -> Result<chasqui_store::triggers::Trigger, AppError> {
+    let t = chasqui_store::triggers::get(app.db(), project_id, id)
+        .await?
+        .ok_or(AppError::NotFound("Trigger"))?;
+    if input
+        .trigger_type
+        .as_ref()
+        .is_some_and(|v| v != &t.trigger_type)
+        || input
+            .phone_number_id
+            .as_ref()
+            .is_some_and(|p| Some(p) != t.phone_number_id.as_ref())
+    {
+        return Err(AppError::invalid(
+            "only active can change; delete the trigger and create another",
+        ));
+    }
+    if let Some(active) = input.active {
+        chasqui_store::triggers::set_active(app.db(), project_id, id, active, app.now())
+            .await
+            .map_err(|e| trigger_conflict(e, &t.trigger_type))?;
+    }
+    chasqui_store::triggers::get(app.db(), project_id, id)
+        .await?
+        .ok_or(AppError::NotFound("Trigger"))
+}
+
+/// The API shape of a trigger.
+pub fn trigger_json(t: &chasqui_store::triggers::Trigger) -> Value {
+    let iso = |ms: i64| chasqui_core::Timestamp(ms).to_rfc3339();
+    json!({
+        "id": t.id,
+        "workflow_id": t.workflow_id,
+        "trigger_type": t.trigger_type,
+        "active": t.active,
+        "phone_number_id": t.phone_number_id,
+        "created_at": iso(t.created_at),
+        "updated_at": iso(t.updated_at),
+    })
+}

@@ -162,3 +162,158 @@ async fn workflows_are_validated_versioned_and_locked(backend: Backend) {
     assert_eq!(status, 404);
 }
 both_backends!(workflows_are_validated_versioned_and_locked);
+
+async fn triggers_and_environment(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let pnid = h.sandbox_pnid.clone();
+    let mut ids = Vec::new();
+    for name in ["Sales", "Support"] {
+        let (status, w) = h
+            .post(
+                "/platform/v1/workflows",
+                json!({"workflow": {"name": name, "definition": definition("Hi")}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{w}");
+        ids.push(w["data"]["id"].as_str().expect("id").to_owned());
+    }
+    let path = |id: &str| format!("/platform/v1/workflows/{id}/triggers");
+
+    // One active inbound trigger per number.
+    let (status, t) = h
+        .post(
+            &path(&ids[0]),
+            json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": pnid}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{t}");
+    let first = t["data"]["id"].as_str().expect("id").to_owned();
+    let (status, clash) = h
+        .post(
+            &path(&ids[1]),
+            json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": pnid}}),
+        )
+        .await;
+    assert_eq!(status, 409, "{clash}");
+    // Inactive, the number is free for another workflow; re-activating the first clashes.
+    let (status, off) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/triggers/{first}"),
+            json!({"trigger": {"active": false}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{off}");
+    assert_eq!(off["data"]["active"], false);
+    let (status, _) = h
+        .post(
+            &path(&ids[1]),
+            json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": pnid}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/triggers/{first}"),
+            json!({"trigger": {"active": true}}),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Validation.
+    for (body, why) in [
+        (
+            json!({"trigger": {"trigger_type": "inbound_message"}}),
+            "needs a number",
+        ),
+        (
+            json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": "999"}}),
+            "foreign number",
+        ),
+        (
+            json!({"trigger": {"trigger_type": "api_call", "phone_number_id": pnid}}),
+            "api_call takes no number",
+        ),
+        (json!({"trigger": {"trigger_type": "cron"}}), "unknown type"),
+    ] {
+        let (status, err) = h.post(&path(&ids[0]), body).await;
+        assert_eq!(status, 422, "{why}: {err}");
+    }
+    let (status, _) = h
+        .post(
+            &path(&ids[0]),
+            json!({"trigger": {"trigger_type": "api_call"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = h
+        .post(
+            &path(&ids[0]),
+            json!({"trigger": {"trigger_type": "api_call"}}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (_, list) = h.get(&path(&ids[0])).await;
+    assert_eq!(list["data"].as_array().expect("data").len(), 2);
+    let (status, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/platform/v1/triggers/{first}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    // Environment variables: write-only values, encrypted at rest.
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            "/platform/v1/env_vars/CRM_TOKEN",
+            json!({"value": "s3cr3t-value"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            "/platform/v1/env_vars/CRM_TOKEN",
+            json!({"value": "rotated-value"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = h
+        .send(
+            reqwest::Method::PUT,
+            "/platform/v1/env_vars/crm-token",
+            json!({"value": "x"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (_, env) = h.get("/platform/v1/env_vars").await;
+    assert_eq!(env["data"][0]["name"], "CRM_TOKEN");
+    assert!(
+        !env.to_string().contains("rotated-value"),
+        "values are never returned"
+    );
+    let stored = chasqui_store::env_vars::list(h.app().db(), &h.project_id)
+        .await
+        .expect("list");
+    assert!(
+        !stored[0].value_enc.contains("rotated"),
+        "encrypted at rest"
+    );
+    let resolved = chasqui_app::env_vars::resolve(h.app(), &h.project_id)
+        .await
+        .expect("resolve");
+    assert_eq!(resolved["CRM_TOKEN"], "rotated-value");
+    let (status, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            "/platform/v1/env_vars/CRM_TOKEN",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+}
+both_backends!(triggers_and_environment);

@@ -25,6 +25,19 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/workflows/{id}/definition", get(definition))
         .route("/workflows/{id}/duplicate", post(duplicate))
+        .route(
+            "/workflows/{id}/triggers",
+            get(list_triggers).post(create_trigger),
+        )
+        .route(
+            "/triggers/{id}",
+            axum::routing::patch(update_trigger).delete(delete_trigger),
+        )
+        .route("/env_vars", get(list_env))
+        .route(
+            "/env_vars/{name}",
+            axum::routing::put(put_env).delete(delete_env),
+        )
 }
 
 async fn list(
@@ -135,4 +148,103 @@ async fn duplicate(
         StatusCode::CREATED,
         Json(json!({ "data": workflows::to_json(&w) })),
     ))
+}
+
+async fn list_triggers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    workflows::find(&state.app, &project_id, &id).await?;
+    let list = chasqui_store::triggers::for_workflow(state.app.db(), &project_id, &id).await?;
+    let data: Vec<Value> = list.iter().map(workflows::trigger_json).collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn create_trigger(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    let input: workflows::TriggerInput = rooted(&body, "trigger")?;
+    let t = workflows::create_trigger(&state.app, &project_id, &id, input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": workflows::trigger_json(&t) })),
+    ))
+}
+
+async fn update_trigger(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let input: workflows::TriggerInput = rooted(&body, "trigger")?;
+    let t = workflows::update_trigger(&state.app, &project_id, &id, input).await?;
+    Ok(Json(json!({ "data": workflows::trigger_json(&t) })))
+}
+
+async fn delete_trigger(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    if chasqui_store::triggers::delete(state.app.db(), &project_id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(chasqui_app::AppError::NotFound("Trigger").into())
+    }
+}
+
+/// `GET /env_vars`: names and dates; values are write-only.
+async fn list_env(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let list = chasqui_store::env_vars::list(state.app.db(), &project_id).await?;
+    let iso = |ms: i64| chasqui_core::Timestamp(ms).to_rfc3339();
+    let data: Vec<Value> = list
+        .iter()
+        .map(|v| json!({ "name": v.name, "created_at": iso(v.created_at), "updated_at": iso(v.updated_at) }))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `PUT /env_vars/{name}` `{"value": "..."}`: sets it (201 when new).
+async fn put_env(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project_id = project(&state, &headers).await?;
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let Some(value) = request.get("value").and_then(Value::as_str) else {
+        return Err(ApiError::bad_request("value (a string) is required"));
+    };
+    let created = chasqui_app::env_vars::put(&state.app, &project_id, &name, value).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "data": { "name": name } }))))
+}
+
+async fn delete_env(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let project_id = project(&state, &headers).await?;
+    if chasqui_store::env_vars::delete(state.app.db(), &project_id, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(chasqui_app::AppError::NotFound("Environment variable").into())
+    }
 }

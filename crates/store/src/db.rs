@@ -122,6 +122,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflows",
         include_str!("../migrations/0008_workflows.sql"),
     ),
+    (
+        9,
+        "triggers_env",
+        include_str!("../migrations/0009_triggers_env.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod contacts;
 pub mod conversations;
 mod db;
+pub mod env_vars;
 pub mod events;
 pub mod group;
 pub mod idempotency;
@@ -18,6 +19,7 @@ pub mod projects;
 mod query;
 pub mod templates;
 pub mod testing;
+pub mod triggers;
 pub mod webhooks;
 pub mod workflows;
 
