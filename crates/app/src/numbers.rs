@@ -308,6 +308,8 @@ pub async fn delete(app: &App, project_id: &str, phone_number_id: &str) -> Resul
     // `whatsapp.phone_number.deleted` is published as teardown starts, with it.
     let mut tx = app.db().writer().begin().await.map_err(store_error)?;
     publish(app, &mut tx, &number, "whatsapp.phone_number.deleted").await?;
+    // The number's own webhooks go with it (project webhooks stay).
+    chasqui_store::webhooks::delete_for_number(&mut tx, project_id, phone_number_id).await?;
     if !numbers::delete(&mut tx, project_id, phone_number_id).await? {
         return Err(AppError::NotFound("Phone number"));
     }

@@ -590,6 +590,13 @@ async fn conversation_and_number_events(backend: Backend) {
         .expect("pnid")
         .to_owned();
     let (status, _) = h
+        .post(
+            &format!("/platform/v1/whatsapp/phone_numbers/{second}/webhooks"),
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = h
         .send(
             reqwest::Method::DELETE,
             &format!("/platform/v1/whatsapp/phone_numbers/{second}"),
@@ -597,6 +604,10 @@ async fn conversation_and_number_events(backend: Backend) {
         )
         .await;
     assert_eq!(status, 204);
+    let stored = chasqui_store::webhooks::list(h.app().db(), &h.project_id, Some(&second))
+        .await
+        .expect("list");
+    assert!(stored.is_empty(), "a deleted number's webhooks go with it");
     wait_until("number events", || async {
         !sink.events("whatsapp.phone_number.created").is_empty()
             && !sink.events("whatsapp.phone_number.deleted").is_empty()

@@ -776,3 +776,33 @@ pub async fn publish_inactive(db: &Db, as_of: i64, now: i64) -> crate::Result<u6
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Deletes the webhooks of a number (with their deliveries and attempts), in the caller's
+/// transaction; returns how many webhooks.
+pub async fn delete_for_number(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    phone_number_id: &str,
+) -> crate::Result<u64> {
+    sqlx::query(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE w.project_id = $1 AND w.phone_number_id = $2)",
+    )
+    .bind(project_id)
+    .bind(phone_number_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE project_id = $1 AND phone_number_id = $2)",
+    )
+    .bind(project_id)
+    .bind(phone_number_id)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query("DELETE FROM webhooks WHERE project_id = $1 AND phone_number_id = $2")
+        .bind(project_id)
+        .bind(phone_number_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
