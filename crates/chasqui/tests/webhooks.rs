@@ -306,6 +306,19 @@ async fn failures_are_retried_then_kept(backend: Backend) {
             "/platform/v1/webhook_deliveries?webhook_id={dead_id}"
         ))
         .await;
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("chasqui_webhook_deliveries_failed 1"),
+        "{metrics}"
+    );
     let failed = &log["data"][0];
     assert_eq!(failed["attempt_count"], 4);
     assert_eq!(failed["attempts"].as_array().expect("attempts").len(), 4);

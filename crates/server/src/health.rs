@@ -52,15 +52,18 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
         let pending = chasqui_store::events::pending_count(db).await?;
         let queued = chasqui_store::jobs::count(db, "queued").await?;
         let parked = chasqui_store::jobs::count(db, "parked").await?;
-        Ok::<_, chasqui_store::StoreError>((pending, queued, parked))
+        let (waiting, failed) = chasqui_store::webhooks::counts(db).await?;
+        Ok::<_, chasqui_store::StoreError>((pending, queued, parked, waiting, failed))
     };
     match gauges.await {
-        Ok((pending, queued, parked)) => (
+        Ok((pending, queued, parked, waiting, failed)) => (
             StatusCode::OK,
             format!(
                 "# TYPE chasqui_inbound_events_pending gauge\nchasqui_inbound_events_pending {pending}\n\
                  # TYPE chasqui_jobs_queued gauge\nchasqui_jobs_queued {queued}\n\
-                 # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n"
+                 # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n\
+                 # TYPE chasqui_webhook_deliveries_waiting gauge\nchasqui_webhook_deliveries_waiting {waiting}\n\
+                 # TYPE chasqui_webhook_deliveries_failed gauge\nchasqui_webhook_deliveries_failed {failed}\n"
             ),
         ),
         Err(e) => {

@@ -806,3 +806,16 @@ pub async fn delete_for_number(
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Deliveries waiting to be sent (pending, buffered) and those that gave up (failed).
+pub async fn counts(db: &Db) -> crate::Result<(i64, i64)> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN status IN ('pending', 'buffered') THEN 1 ELSE 0 END), 0) AS waiting, \
+                COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed \
+         FROM webhook_deliveries WHERE status IN ('pending', 'buffered', 'failed')",
+    )
+    .fetch_one(db.reader())
+    .await?;
+    Ok((row.try_get("waiting")?, row.try_get("failed")?))
+}
