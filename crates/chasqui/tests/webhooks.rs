@@ -935,3 +935,126 @@ async fn slow_receivers_time_out_and_are_retried() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Retries wait for the schedule on the node's clock: nothing moves until the manual clock
+/// passes each delay (10 s, then 40 s, ±20 % jitter).
+async fn retries_follow_the_schedule_on_the_manual_clock(backend: Backend) {
+    use chasqui_core::{Clock, ManualClock, SystemClock};
+    let clock = ManualClock::new(SystemClock.now());
+    let extra = chasqui::config::ConfigArgs {
+        webhook_retry_schedule: Some("10,40,90".into()),
+        ..Default::default()
+    };
+    let h = Harness::start_with_clock(backend, extra, Arc::new(clock.clone())).await;
+    let (sink, url) = Sink::start(2).await;
+    let (status, _) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    h.customer_says(
+        "15550003434",
+        "Clock",
+        json!({"type": "text", "text": {"body": "tick"}}),
+    )
+    .await;
+    let count = || sink.seen.lock().expect("lock").len();
+    wait_until("first attempt", || async { count() == 1 }).await;
+    let idle = || tokio::time::sleep(std::time::Duration::from_millis(800));
+    idle().await;
+    assert_eq!(count(), 1, "the clock has not moved: no retry");
+
+    clock.advance_millis(7_000);
+    h.app().wake();
+    idle().await;
+    assert_eq!(count(), 1, "7 s is before the earliest first retry (8 s)");
+    clock.advance_millis(6_000);
+    h.app().wake();
+    wait_until("second attempt after 10 s", || async { count() == 2 }).await;
+
+    clock.advance_millis(30_000);
+    h.app().wake();
+    idle().await;
+    assert_eq!(
+        count(),
+        2,
+        "30 s is before the earliest second retry (32 s)"
+    );
+    clock.advance_millis(20_000);
+    h.app().wake();
+    wait_until("third attempt after 40 s", || async { count() == 3 }).await;
+    wait_until("delivered", || async {
+        let (_, log) = h
+            .get("/platform/v1/webhook_deliveries?status=delivered")
+            .await;
+        log["data"][0]["attempt_count"] == 3
+    })
+    .await;
+}
+both_backends!(retries_follow_the_schedule_on_the_manual_clock);
+
+/// The pause boundary, attempt by attempt on the manual clock: 19 failed attempts in the
+/// window leave the webhook running, the 20th pauses it.
+async fn pause_boundary_on_the_manual_clock(backend: Backend) {
+    use chasqui_core::{Clock, ManualClock, SystemClock};
+    let clock = ManualClock::new(SystemClock.now());
+    let extra = chasqui::config::ConfigArgs {
+        webhook_retry_schedule: Some("1,1,1".into()),
+        ..Default::default()
+    };
+    let h = Harness::start_with_clock(backend, extra, Arc::new(clock.clone())).await;
+    let (sink, url) = Sink::start(1_000_000).await;
+    let (status, created) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let count = || sink.seen.lock().expect("lock").len();
+    let paused = || async {
+        let (_, w) = h.get(&format!("/platform/v1/whatsapp/webhooks/{id}")).await;
+        w["data"]["paused_at"].is_string()
+    };
+    let step = |expected: usize| {
+        clock.advance_millis(1_300);
+        h.app().wake();
+        async move {
+            wait_until(&format!("{expected} attempts"), || async {
+                count() == expected
+            })
+            .await;
+            // The attempt is recorded (and the rule checked) after the receiver answers.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+    for i in 0..4 {
+        h.customer_says(
+            &format!("155500050{i:02}"),
+            "B",
+            json!({"type": "text", "text": {"body": "x"}}),
+        )
+        .await;
+    }
+    wait_until("4 first attempts", || async { count() == 4 }).await;
+    step(8).await;
+    step(12).await;
+    step(16).await;
+    assert!(!paused().await, "16 failed attempts");
+    h.customer_says(
+        "15550005099",
+        "B",
+        json!({"type": "text", "text": {"body": "x"}}),
+    )
+    .await;
+    wait_until("17 attempts", || async { count() == 17 }).await;
+    step(18).await;
+    step(19).await;
+    assert!(!paused().await, "19 failed attempts: not yet");
+    step(20).await;
+    wait_until("paused at 20", paused).await;
+}
+both_backends!(pause_boundary_on_the_manual_clock);

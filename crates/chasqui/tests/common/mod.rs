@@ -95,6 +95,31 @@ impl Harness {
     }
 
     pub async fn start_on(dir: tempfile::TempDir, database_url: String, extra: ConfigArgs) -> Self {
+        let clock: std::sync::Arc<dyn chasqui_core::Clock> =
+            std::sync::Arc::new(chasqui_core::SystemClock);
+        Self::start_on_with_clock(dir, database_url, extra, clock).await
+    }
+
+    /// Starts with a given clock (e.g. a `ManualClock` the test moves forward).
+    pub async fn start_with_clock(
+        backend: Backend,
+        extra: ConfigArgs,
+        clock: std::sync::Arc<dyn chasqui_core::Clock>,
+    ) -> Self {
+        chasqui::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = database(backend, dir.path()).await;
+        let mut harness = Self::start_on_with_clock(dir, database_url, extra, clock).await;
+        harness.setup_cloud_number().await;
+        harness
+    }
+
+    pub async fn start_on_with_clock(
+        dir: tempfile::TempDir,
+        database_url: String,
+        extra: ConfigArgs,
+        clock: std::sync::Arc<dyn chasqui_core::Clock>,
+    ) -> Self {
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
@@ -108,7 +133,7 @@ impl Harness {
                 .or(Some("1,1,1".into())),
             ..extra
         };
-        let running = node::start(args.resolve().expect("config"))
+        let running = node::start_with_clock(args.resolve().expect("config"), clock)
             .await
             .expect("start");
         let first = running
