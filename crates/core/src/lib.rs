@@ -4,6 +4,7 @@
 pub mod apikey;
 pub mod clock;
 pub mod ids;
+pub mod interpolate;
 pub mod secrets;
 pub mod status;
 
