@@ -217,14 +217,18 @@ fn check_decide(id: &str, config: &Value, out: &[(String, String)], errors: &mut
             .into_iter()
             .flatten()
         {
-            if c.get("expression")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                errors.push(format!(
-                    "node {id:?}: condition {:?} needs an expression",
-                    c.get("label").and_then(Value::as_str).unwrap_or_default()
-                ));
+            let label = c.get("label").and_then(Value::as_str).unwrap_or_default();
+            match c.get("expression").and_then(Value::as_str) {
+                None | Some("") => errors.push(format!(
+                    "node {id:?}: condition {label:?} needs an expression"
+                )),
+                Some(expression) => {
+                    if let Err(e) = chasqui_js::check_syntax(expression) {
+                        errors.push(format!(
+                            "node {id:?}: condition {label:?} is not a valid expression: {e}"
+                        ));
+                    }
+                }
             }
         }
     }
@@ -376,6 +380,14 @@ mod tests {
             .expect("edges")
             .push(edge("human", "thanks", "next"));
         assert!(errors_of(v).contains("handoff ends the execution"));
+
+        let mut v = sample();
+        v["nodes"][3]["data"]["config"]["conditions"][1]["expression"] = json!("vars.x ===");
+        let e = errors_of(v);
+        assert!(
+            e.contains("condition \"answered\" is not a valid expression"),
+            "{e}"
+        );
 
         let mut v = sample();
         v["nodes"][0]["data"] = json!({});

@@ -81,6 +81,28 @@ pub fn condition(expression: &str, scope: &Value, limits: Limits) -> Result<bool
     })
 }
 
+/// Checks that `expression` parses as a JavaScript expression, without running it.
+pub fn check_syntax(expression: &str) -> Result<(), JsError> {
+    let runtime = Runtime::new().map_err(|e| JsError::Runtime(e.to_string()))?;
+    runtime.set_memory_limit(Limits::default().memory_bytes);
+    let deadline = Instant::now() + Limits::default().time;
+    runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    let context = Context::full(&runtime).map_err(|e| JsError::Runtime(e.to_string()))?;
+    context.with(|ctx| {
+        // Defining the function compiles the body; nothing in it runs.
+        let source = format!("(function() {{ return !!(\n{expression}\n); }}); undefined");
+        ctx.eval::<(), _>(source).map_err(|e| {
+            let detail = ctx
+                .catch()
+                .as_exception()
+                .map(|ex| ex.message().unwrap_or_default())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| e.to_string());
+            JsError::Evaluation(detail)
+        })
+    })
+}
+
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
@@ -150,6 +172,16 @@ mod tests {
         );
         let err = condition("nope.at.all", &scope(), l).expect_err("reference");
         assert!(err.to_string().contains("nope"), "{err}");
+        assert!(check_syntax("vars.total > 100 && vars.tags.includes('x')").is_ok());
+        assert!(
+            check_syntax("while (true) {}").is_err(),
+            "a statement is not an expression"
+        );
+        assert!(check_syntax("vars.total >").is_err());
+        assert!(
+            check_syntax("(() => { while (true) {} })()").is_ok(),
+            "parsed, never run"
+        );
         // Data cannot inject code: a string that looks like JS stays a string.
         let tricky = json!({"vars": {"x": "\"); while(true){} (\""}});
         assert!(condition("vars.x.length > 0", &tricky, l).expect("eval"));
