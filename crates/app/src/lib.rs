@@ -92,14 +92,15 @@ impl App {
     }
 
     /// The group-commit queue for small writes of concurrent requests (started on first use,
-    /// inside the runtime): one writer on SQLite, four on PostgreSQL.
+    /// inside the runtime): one writer with large batches on SQLite, eight writers with one
+    /// unit per transaction on PostgreSQL.
     pub fn writes(&self) -> &chasqui_store::group::WriteQueue {
         self.inner.writes.get_or_init(|| {
-            let writers = match self.inner.db.backend() {
-                chasqui_store::Backend::Sqlite => 1,
-                chasqui_store::Backend::Postgres => 4,
+            let (writers, max_batch) = match self.inner.db.backend() {
+                chasqui_store::Backend::Sqlite => (1, 256),
+                chasqui_store::Backend::Postgres => (8, 1),
             };
-            chasqui_store::group::WriteQueue::start(self.inner.db.clone(), writers)
+            chasqui_store::group::WriteQueue::start(self.inner.db.clone(), writers, max_batch)
         })
     }
 

@@ -19,8 +19,8 @@ type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A unit of work: runs on the batch's connection; says whether to keep its writes.
 type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
 
-/// Most units in one transaction.
-const MAX_BATCH: usize = 256;
+/// Queue capacity.
+const QUEUE: usize = 1024;
 
 /// A queue of write units executed by group-committing writer tasks.
 #[derive(Clone)]
@@ -40,10 +40,14 @@ impl std::fmt::Debug for WriteQueue {
 }
 
 impl WriteQueue {
-    /// Starts `writers` writer tasks on `db`'s write pool (one is right for SQLite's single
-    /// writer; a few let PostgreSQL commit batches in parallel).
-    pub fn start(db: Db, writers: usize) -> Self {
-        let (sender, receiver) = mpsc::channel::<Job>(4 * MAX_BATCH);
+    /// Starts `writers` writer tasks on `db`'s write pool, each putting up to `max_batch`
+    /// units in one transaction. SQLite: one writer, large batches (one fsync for many).
+    /// PostgreSQL: several writers, one unit per transaction: units of one transaction would
+    /// hold row locks across units, and two such transactions taking the same rows in
+    /// different orders would deadlock; PostgreSQL groups concurrent commits by itself.
+    pub fn start(db: Db, writers: usize, max_batch: usize) -> Self {
+        let max_batch = max_batch.max(1);
+        let (sender, receiver) = mpsc::channel::<Job>(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
             let (db, receiver) = (db.clone(), receiver.clone());
@@ -55,7 +59,7 @@ impl WriteQueue {
                             return;
                         };
                         let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
+                        while batch.len() < max_batch {
                             match receiver.try_recv() {
                                 Ok(job) => batch.push(job),
                                 Err(_) => break,
@@ -156,7 +160,7 @@ mod tests {
         let url = format!("sqlite:{}", dir.path().join("g.db").display());
         let db = Db::connect(&url).await.expect("connect");
         db.migrate().await.expect("migrate");
-        let queue = WriteQueue::start(db.clone(), 1);
+        let queue = WriteQueue::start(db.clone(), 1, 256);
         let mut tasks = Vec::new();
         for i in 0..40 {
             let queue = queue.clone();
