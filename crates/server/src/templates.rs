@@ -90,21 +90,14 @@ async fn sync(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("phone_number_id must be a string")),
     };
-    let mut chosen: Vec<PhoneNumber> = Vec::new();
-    for n in numbers::all(state.app.db()).await? {
-        let in_scope =
-            n.project_id == project_id && wanted.as_ref().is_none_or(|w| w == &n.phone_number_id);
-        if in_scope
-            && !chosen
-                .iter()
-                .any(|c| c.business_account_id == n.business_account_id)
-        {
-            chosen.push(n);
-        }
-    }
-    if chosen.is_empty() && wanted.is_some() {
-        return Err(AppError::NotFound("Phone number").into());
-    }
+    let chosen: Vec<PhoneNumber> = match &wanted {
+        Some(pnid) => vec![
+            numbers::find(state.app.db(), &project_id, pnid)
+                .await?
+                .ok_or(AppError::NotFound("Phone number"))?,
+        ],
+        None => numbers::one_per_waba(state.app.db(), &project_id).await?,
+    };
     // One WABA failing (Meta unreachable, token revoked) does not hide the others' results.
     let mut reports = Vec::new();
     for number in &chosen {

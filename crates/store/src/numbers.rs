@@ -177,6 +177,28 @@ pub async fn all(db: &Db) -> crate::Result<Vec<PhoneNumber>> {
     rows.iter().map(number).collect()
 }
 
+/// One number of each WhatsApp Business Account of a project (the oldest), for calls made on
+/// the account's behalf.
+pub async fn one_per_waba(db: &Db, project_id: &str) -> crate::Result<Vec<PhoneNumber>> {
+    let sql =
+        format!("SELECT {COLS} FROM phone_numbers WHERE project_id = $1 ORDER BY created_at, id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .fetch_all(db.reader())
+        .await?;
+    let mut found: Vec<PhoneNumber> = Vec::new();
+    for n in rows.iter().map(number) {
+        let n = n?;
+        if !found
+            .iter()
+            .any(|f| f.business_account_id == n.business_account_id)
+        {
+            found.push(n);
+        }
+    }
+    Ok(found)
+}
+
 /// Lists a project's numbers, offset-paged, with the total count.
 pub async fn list(
     db: &Db,

@@ -228,7 +228,7 @@ async fn object_get(
             }
             // A template made outside Chasqui and not synced yet: ask each WABA of the project.
             if let Caller::Project(project_id) = &caller {
-                for n in one_number_per_waba(&state, project_id).await? {
+                for n in numbers::one_per_waba(state.app.db(), project_id).await? {
                     let r = templates::get(app, &n, &id, query.as_deref()).await;
                     if matches!(&r, Ok(found) if found.is_success()) {
                         return Ok(answer(r));
@@ -238,23 +238,6 @@ async fn object_get(
             Err(GraphError::not_found(&id))
         }
     }
-}
-
-async fn one_number_per_waba(
-    state: &AppState,
-    project_id: &str,
-) -> Result<Vec<PhoneNumber>, GraphError> {
-    let mut found: Vec<PhoneNumber> = Vec::new();
-    for n in numbers::all(state.app.db()).await? {
-        if n.project_id == *project_id
-            && !found
-                .iter()
-                .any(|f| f.business_account_id == n.business_account_id)
-        {
-            found.push(n);
-        }
-    }
-    Ok(found)
 }
 
 async fn object_post(
