@@ -35,6 +35,37 @@ pub struct Definition {
     pub node_types: HashMap<String, String>,
     /// Node id → outgoing edges (label, target), in order.
     pub edges: HashMap<String, Vec<(String, String)>>,
+    /// Node id → `data.config` (an object; `{}` when absent).
+    pub configs: HashMap<String, Value>,
+}
+
+impl Definition {
+    /// The workflows this definition calls (`call` nodes' `workflow_id`), sorted, unique.
+    pub fn calls(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .node_types
+            .iter()
+            .filter(|(_, t)| t.as_str() == "call")
+            .filter_map(|(id, _)| text(&self.configs[id], "workflow_id").map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The node `id`'s type.
+    pub fn node_type(&self, id: &str) -> Option<&str> {
+        self.node_types.get(id).map(String::as_str)
+    }
+
+    /// The target of `id`'s edge labelled `label`.
+    pub fn target(&self, id: &str, label: &str) -> Option<&str> {
+        self.edges
+            .get(id)?
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, t)| t.as_str())
+    }
 }
 
 fn id_ok(id: &str) -> bool {
@@ -86,8 +117,11 @@ pub fn validate(raw: &Value) -> Result<Definition, Vec<String>> {
         {
             errors.push(format!("node {id:?}: duplicate id"));
         }
-        let config = node.pointer("/data/config").cloned().unwrap_or(Value::Null);
-        if !(config.is_object() || config.is_null()) {
+        let config = match node.pointer("/data/config") {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(c) => c.clone(),
+        };
+        if !config.is_object() {
             errors.push(format!("node {id:?}: data.config must be an object"));
         }
         configs.insert(id.to_owned(), config);
@@ -174,6 +208,7 @@ pub fn validate(raw: &Value) -> Result<Definition, Vec<String>> {
             raw: raw.clone(),
             node_types,
             edges: outgoing,
+            configs,
         })
     } else {
         Err(errors)
