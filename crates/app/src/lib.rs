@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod directory;
 pub mod env_vars;
 pub mod error;
+pub mod executions;
 pub mod graph;
 pub mod ingest;
 pub mod media;
@@ -41,6 +42,33 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     /// Delays before each webhook retry, in seconds.
     pub webhook_retry_schedule: Vec<u64>,
+    /// Lease of a workflow step (ms): an execution whose node died is picked up again after
+    /// it, and a send interrupted mid-call is sent again only if Meta has not named it by then.
+    pub workflow_step_lease_ms: i64,
+}
+
+/// Definition versions loaded on this node (versions never change once stored).
+#[derive(Debug, Default)]
+pub struct DefinitionCache(
+    std::sync::Mutex<std::collections::HashMap<(String, i64), Arc<chasqui_engine::Definition>>>,
+);
+
+impl DefinitionCache {
+    /// A cached version.
+    pub fn get(&self, workflow_id: &str, version: i64) -> Option<Arc<chasqui_engine::Definition>> {
+        self.0
+            .lock()
+            .ok()?
+            .get(&(workflow_id.to_owned(), version))
+            .cloned()
+    }
+
+    /// Caches a version.
+    pub fn put(&self, workflow_id: &str, version: i64, d: Arc<chasqui_engine::Definition>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert((workflow_id.to_owned(), version), d);
+        }
+    }
 }
 
 /// Shared state of one Chasqui node.
@@ -61,6 +89,7 @@ struct Inner {
     public_url: OnceLock<String>,
     local_url: OnceLock<String>,
     writes: OnceLock<chasqui_store::group::WriteQueue>,
+    definitions: DefinitionCache,
 }
 
 impl App {
@@ -82,6 +111,7 @@ impl App {
                 public_url: OnceLock::new(),
                 local_url: OnceLock::new(),
                 writes: OnceLock::new(),
+                definitions: DefinitionCache::default(),
             }),
         }
     }
@@ -102,6 +132,11 @@ impl App {
             };
             chasqui_store::group::WriteQueue::start(self.inner.db.clone(), writers, max_batch)
         })
+    }
+
+    /// Workflow definitions loaded on this node.
+    pub fn definitions(&self) -> &DefinitionCache {
+        &self.inner.definitions
     }
 
     /// The instance key.

@@ -323,7 +323,7 @@ async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, Se
 }
 
 /// How Meta answered a send.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Meta accepted it under this wamid.
     Accepted {
         phone_number_id: String,
@@ -349,44 +349,67 @@ async fn finish(
     app.writes()
         .run(move |conn| {
             Box::pin(async move {
-                match outcome {
-                    Outcome::Accepted {
-                        phone_number_id,
-                        wamid,
-                        kind,
-                        content,
-                        at,
-                    } => {
-                        messages::finish_send(conn, &id, &phone_number_id, &wamid, now).await?;
-                        let activity = Activity {
-                            wamid: &wamid,
-                            message_type: &kind,
-                            text: &content,
-                            at,
-                            inbound: false,
-                            order: &id,
-                        };
-                        conversations::record_activity(conn, &conversation_id, &activity, now).await
-                    }
-                    Outcome::Failed(error) => {
-                        messages::fail_send(conn, &id, &error, now).await?;
-                        // Meta refused it: subscribers hear `whatsapp.message.failed` now.
-                        let wamid = format!("pending.{id}");
-                        let event = crate::webhooks::MessageEvent {
-                            project_id: &project_id,
-                            phone_number_id: &phone_number_id,
-                            event_type: "whatsapp.message.failed",
-                            wamid: &wamid,
-                            conversation_id: Some(&conversation_id),
-                            is_new_conversation: false,
-                            order: None,
-                        };
-                        crate::webhooks::publish_message(conn, event, now).await?;
-                        Ok(())
-                    }
-                }
+                record_outcome(
+                    conn,
+                    &project_id,
+                    &phone_number_id,
+                    &id,
+                    &conversation_id,
+                    outcome,
+                    now,
+                )
+                .await
             })
         })
         .await?;
     Ok(())
+}
+
+/// Stores Meta's answer to the send of message `id` and frees its conversation; a refusal
+/// publishes `whatsapp.message.failed`.
+pub(crate) async fn record_outcome(
+    conn: &mut chasqui_store::Conn,
+    project_id: &str,
+    phone_number_id: &str,
+    id: &str,
+    conversation_id: &str,
+    outcome: Outcome,
+    now: i64,
+) -> Result<(), chasqui_store::StoreError> {
+    match outcome {
+        Outcome::Accepted {
+            phone_number_id,
+            wamid,
+            kind,
+            content,
+            at,
+        } => {
+            messages::finish_send(conn, id, &phone_number_id, &wamid, now).await?;
+            let activity = Activity {
+                wamid: &wamid,
+                message_type: &kind,
+                text: &content,
+                at,
+                inbound: false,
+                order: id,
+            };
+            conversations::record_activity(conn, conversation_id, &activity, now).await
+        }
+        Outcome::Failed(error) => {
+            messages::fail_send(conn, id, &error, now).await?;
+            // Meta refused it: subscribers hear `whatsapp.message.failed` now.
+            let wamid = format!("pending.{id}");
+            let event = crate::webhooks::MessageEvent {
+                project_id,
+                phone_number_id,
+                event_type: "whatsapp.message.failed",
+                wamid: &wamid,
+                conversation_id: Some(conversation_id),
+                is_new_conversation: false,
+                order: None,
+            };
+            crate::webhooks::publish_message(conn, event, now).await?;
+            Ok(())
+        }
+    }
 }

@@ -443,10 +443,12 @@ async fn store_inbound(
         media_id = Some(id);
     }
     let text = content::render(message);
+    let message_id = new_id();
+    let contact_id_for_flows = contact_id.clone();
     let inserted = messages::insert(
         conn,
         &NewMessage {
-            id: new_id(),
+            id: message_id.clone(),
             project_id: project_id.to_owned(),
             phone_number_id: pnid.to_owned(),
             conversation_id: Some(conversation_id.clone()),
@@ -496,6 +498,21 @@ async fn store_inbound(
             order: Some(order),
         };
         webhooks::publish_message(conn, event, now).await?;
+        let input = crate::executions::route::inbound_input(message, head, identity, &text);
+        let offer = chasqui_store::executions::Input {
+            id: new_id(),
+            project_id: project_id.to_owned(),
+            phone_number_id: pnid.to_owned(),
+            contact_id: contact_id_for_flows,
+            conversation_id: Some(conversation_id.clone()),
+            message_id: Some(message_id),
+            kind: "message".into(),
+            input: input.to_string(),
+            ord: order.to_owned(),
+            received_at: now,
+            execution_id: None,
+        };
+        chasqui_store::executions::offer_message(conn, &offer).await?;
     }
     Ok(())
 }
@@ -524,7 +541,17 @@ async fn store_status(
         return Ok(());
     }
     let parsed = head.status.parse::<MessageStatus>().ok();
-    if !messages::exists(conn, pnid, &head.id).await? {
+    let mut known = messages::exists(conn, pnid, &head.id).await?;
+    // A workflow send whose node died before Meta's answer names itself here.
+    if !known
+        && let Some(ours) = raw
+            .get("biz_opaque_callback_data")
+            .and_then(Value::as_str)
+            .and_then(|d| d.strip_prefix(crate::executions::CALLBACK_PREFIX))
+    {
+        known = messages::adopt_wamid(conn, ours, pnid, &head.id, now).await?;
+    }
+    if !known {
         // A message sent outside Chasqui (or before its send was recorded): keep a stub so
         // its statuses have somewhere to live.
         let key = head

@@ -41,6 +41,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     for _ in 0..WEBHOOK_LOOPS {
         tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
     }
+    tasks.push(tokio::spawn(workflows_loop(app.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(sweeper_loop(app, shutdown)));
     futures::future::join_all(tasks).await;
 }
@@ -74,6 +75,24 @@ async fn webhooks_loop(app: App, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "delivering webhooks failed");
+                idle(&app, &shutdown).await;
+            }
+        }
+    }
+}
+
+/// Routes customer messages to workflows and drives the executions that are due.
+async fn workflows_loop(app: App, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let routed = crate::executions::route::route_pending(&app).await;
+        let driven = crate::executions::drive::run_due(&app).await;
+        match (routed, driven) {
+            (Ok(0), Ok(0)) => idle(&app, &shutdown).await,
+            (Ok(_), Ok(_)) => {}
+            (r, d) => {
+                for e in [r.err(), d.err()].into_iter().flatten() {
+                    tracing::error!(error = %e, "running workflows failed");
+                }
                 idle(&app, &shutdown).await;
             }
         }

@@ -108,9 +108,12 @@ fn apply(w: &mut Workflow, input: &WorkflowInput, errors: &mut Vec<String>) {
     }
 }
 
-fn check_definition(definition: &Value, errors: &mut Vec<String>) -> Option<String> {
+fn check_definition(
+    definition: &Value,
+    errors: &mut Vec<String>,
+) -> Option<chasqui_engine::Definition> {
     match chasqui_engine::validate(definition) {
-        Ok(d) => Some(d.raw.to_string()),
+        Ok(d) => Some(d),
         Err(problems) => {
             errors.extend(problems.into_iter().map(|p| format!("definition: {p}")));
             None
@@ -153,10 +156,13 @@ pub async fn create(
             None
         }
     };
+    if let Some(d) = &definition {
+        check_calls(app, &w, d, &mut errors).await?;
+    }
     let Some(definition) = definition.filter(|_| errors.is_empty()) else {
         return Err(AppError::Invalid(errors));
     };
-    workflows::insert(app.db(), &w, &definition).await?;
+    workflows::insert(app.db(), &w, &definition.raw.to_string()).await?;
     Ok(w)
 }
 
@@ -183,6 +189,10 @@ pub async fn update(
         Some(d) => check_definition(d, &mut errors),
         None => None,
     };
+    if let Some(d) = &definition {
+        check_calls(app, &w, d, &mut errors).await?;
+    }
+    let definition = definition.map(|d| d.raw.to_string());
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
@@ -196,6 +206,70 @@ pub async fn update(
         ));
     }
     Ok(w)
+}
+
+/// A project's workflow by id or slug.
+async fn resolve(
+    app: &App,
+    project_id: &str,
+    reference: &str,
+) -> Result<Option<Workflow>, AppError> {
+    Ok(
+        match workflows::get(app.db(), project_id, reference).await? {
+            Some(w) => Some(w),
+            None => workflows::by_slug(app.db(), project_id, reference).await?,
+        },
+    )
+}
+
+/// Checks the sub-workflows `d` calls: each must exist, and none may lead back to `own`
+/// (a cycle is refused at save; the depth limit catches what templated ids hide).
+async fn check_calls(
+    app: &App,
+    own: &Workflow,
+    d: &chasqui_engine::Definition,
+    errors: &mut Vec<String>,
+) -> Result<(), AppError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<(String, Vec<String>)> = d
+        .calls()
+        .into_iter()
+        .filter(|c| !c.contains("{{"))
+        .map(|c| (c, vec![own.name.clone()]))
+        .collect();
+    while let Some((reference, path)) = stack.pop() {
+        let Some(target) = resolve(app, &own.project_id, &reference).await? else {
+            if path.len() == 1 {
+                errors.push(format!(
+                    "definition: a call node names workflow {reference:?}, which does not exist"
+                ));
+            }
+            continue;
+        };
+        if target.id == own.id {
+            errors.push(format!(
+                "definition: calling {reference:?} makes a cycle: {} → {}",
+                path.join(" → "),
+                own.name
+            ));
+            break;
+        }
+        if !seen.insert(target.id.clone()) {
+            continue;
+        }
+        let raw = definition(app, &target).await?;
+        if let Ok(next) = chasqui_engine::validate(&raw) {
+            let mut path = path.clone();
+            path.push(target.name.clone());
+            stack.extend(
+                next.calls()
+                    .into_iter()
+                    .filter(|c| !c.contains("{{"))
+                    .map(|c| (c, path.clone())),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A project's workflow.

@@ -92,6 +92,11 @@ pub struct ConfigArgs {
     /// [default: 10,40,90].
     #[arg(long, env = "CHASQUI_WEBHOOK_RETRY_SCHEDULE", global = true)]
     pub webhook_retry_schedule: Option<String>,
+    /// Lease of a workflow step in seconds [default: 60]: an execution whose node died is
+    /// picked up after it, and an interrupted send is repeated only if Meta has not
+    /// confirmed it by then. Keep it above the Graph API timeout (30 s) in production.
+    #[arg(long, env = "CHASQUI_WORKFLOW_STEP_LEASE", global = true)]
+    pub workflow_step_lease: Option<String>,
 }
 
 /// The file form; every key optional.
@@ -107,6 +112,7 @@ struct FileConfig {
     media_url_ttl: Option<toml::Value>,
     webhook_allow_private: Option<bool>,
     webhook_retry_schedule: Option<String>,
+    workflow_step_lease: Option<toml::Value>,
 }
 
 /// The validated configuration.
@@ -130,6 +136,8 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Delays before each webhook retry (seconds).
     pub webhook_retry_schedule: Vec<u64>,
+    /// Lease of a workflow step (seconds).
+    pub workflow_step_lease: i64,
 }
 
 impl fmt::Debug for Config {
@@ -144,6 +152,7 @@ impl fmt::Debug for Config {
             .field("media_url_ttl", &self.media_url_ttl)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
+            .field("workflow_step_lease", &self.workflow_step_lease)
             .finish()
     }
 }
@@ -274,6 +283,26 @@ impl ConfigArgs {
                     "expected up to 30 comma-separated delays in seconds, each 1 to 604800",
                 )
             })?;
+        let lease_text = self
+            .workflow_step_lease
+            .clone()
+            .or(file.workflow_step_lease.map(|v| match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            }))
+            .unwrap_or_else(|| "60".into());
+        let workflow_step_lease = lease_text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .ok_or_else(|| {
+                err(
+                    "workflow_step_lease",
+                    &lease_text,
+                    "expected whole seconds, 1 to 3600",
+                )
+            })?;
         Ok(Config {
             listen,
             data_dir,
@@ -284,6 +313,7 @@ impl ConfigArgs {
             media_url_ttl,
             webhook_allow_private,
             webhook_retry_schedule,
+            workflow_step_lease,
         })
     }
 

@@ -316,7 +316,8 @@ mod tests {
     use super::*;
 
     fn render<T>(f: impl FnOnce(Render<'_>) -> T) -> T {
-        let scope = json!({"vars": {"name": "Ana", "n": "7", "token": "tk-1"}, "last_user_input": "yes"});
+        let scope =
+            json!({"vars": {"name": "Ana", "n": "7", "token": "tk-1"}, "last_user_input": "yes"});
         let env = HashMap::from([("SHOP".to_owned(), "https://shop.example".to_owned())]);
         f(Render {
             scope: &scope,
@@ -385,7 +386,10 @@ mod tests {
         assert_eq!(p["flow_token"], "tk-1");
         assert_eq!(p["flow_action_payload"]["data"]["who"], "Ana");
         let err = render(|r| {
-            send_interactive(&json!({"interactive_type": "carousel", "body_text": "b"}), r)
+            send_interactive(
+                &json!({"interactive_type": "carousel", "body_text": "b"}),
+                r,
+            )
         })
         .expect_err("unknown");
         assert!(err.contains("carousel"));

@@ -247,7 +247,10 @@ impl Machine {
     }
 
     fn definition<'w>(&self, w: &World<'w>) -> Result<&'w Definition, String> {
-        let frame = self.state.current().ok_or("the execution has no current step")?;
+        let frame = self
+            .state
+            .current()
+            .ok_or("the execution has no current step")?;
         w.defs
             .get(&frame.workflow_id, frame.version)
             .ok_or_else(|| {
@@ -306,7 +309,9 @@ impl Machine {
                     continue;
                 }
                 "set_variable" => {
-                    let name = cfg_str(&config, "variable_name").unwrap_or_default().to_owned();
+                    let name = cfg_str(&config, "variable_name")
+                        .unwrap_or_default()
+                        .to_owned();
                     match nodes::variable_value(&config, render) {
                         Ok(value) => {
                             self.state.vars.insert(name.clone(), value.clone());
@@ -469,7 +474,11 @@ impl Machine {
         let node = self.node().map(str::to_owned);
         self.log("step_failed", node.as_deref(), json!({ "error": error }));
         while let Some(frame) = self.state.frames.pop() {
-            if let Some(var) = frame.save_error_to.clone().filter(|_| !self.state.frames.is_empty()) {
+            if let Some(var) = frame
+                .save_error_to
+                .clone()
+                .filter(|_| !self.state.frames.is_empty())
+            {
                 self.state.vars.insert(
                     var.clone(),
                     json!({ "error": error, "workflow_id": frame.workflow_id, "node": frame.node }),
@@ -563,7 +572,12 @@ impl Machine {
                     direction: Some("inbound"),
                     payload: json!({ "text": text, "value": value }),
                 });
-                self.save_reply(node.as_deref(), save_to.as_deref(), Value::String(text), value);
+                self.save_reply(
+                    node.as_deref(),
+                    save_to.as_deref(),
+                    Value::String(text),
+                    value,
+                );
                 "user_input"
             }
             Resume::Timeout => {

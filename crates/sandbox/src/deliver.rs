@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::state::{NumberConfig, Sandbox, SandboxError};
 
-const ATTEMPTS: u32 = 5;
+/// Attempts of a webhook delivery: like Meta, the sandbox keeps trying for a while (about
+/// half a minute), so a receiver that restarts still gets everything.
+const ATTEMPTS: u32 = 20;
 
 impl Sandbox {
     /// Wraps a change value in an envelope and delivers it (twice when the duplicate fault is armed).
@@ -59,7 +61,8 @@ impl Sandbox {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt * attempt))).await;
+                let backoff = (100 * u64::from(attempt * attempt)).min(2_000);
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
             }
             let result = self
                 .inner

@@ -231,6 +231,11 @@ impl Sandbox {
         }
         let recipient: String = to.chars().filter(char::is_ascii_digit).collect();
         let wamid = new_wamid();
+        // Meta echoes biz_opaque_callback_data in the send's status webhooks.
+        let callback = request
+            .get("biz_opaque_callback_data")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         request.insert("id".into(), json!(wamid));
         request.insert("timestamp".into(), json!(now_secs().to_string()));
         request.insert("type".into(), json!(kind));
@@ -268,9 +273,13 @@ impl Sandbox {
         let (w, r) = (wamid.clone(), recipient.clone());
         tokio::spawn(async move {
             sandbox
-                .status_choreography(number, w, r, kind, failure)
+                .status_choreography(number, w, r, kind, failure, callback)
                 .await
         });
+        let answer_delay = self.faults(phone_number_id).answer_delay_ms;
+        if answer_delay > 0 {
+            tokio::time::sleep(Duration::from_millis(answer_delay)).await;
+        }
         let mut answer = json!({
             "messaging_product": "whatsapp",
             "contacts": [{ "input": to, "wa_id": recipient }],
@@ -291,12 +300,20 @@ impl Sandbox {
         recipient: String,
         kind: String,
         failure: Option<Value>,
+        callback: Option<String>,
     ) {
         let delay = Duration::from_millis(self.settings().status_delay_ms);
         if let Some(errors) = failure {
             tokio::time::sleep(delay).await;
             if let Err(e) = self
-                .deliver_status(&number, &wamid, &recipient, "failed", Some(errors))
+                .deliver_status(
+                    &number,
+                    &wamid,
+                    &recipient,
+                    "failed",
+                    Some(errors),
+                    callback.as_deref(),
+                )
                 .await
             {
                 tracing::warn!(error = %e, "sandbox status delivery failed");
@@ -314,7 +331,14 @@ impl Sandbox {
         for status in statuses {
             tokio::time::sleep(delay).await;
             if let Err(e) = self
-                .deliver_status(&number, &wamid, &recipient, status, None)
+                .deliver_status(
+                    &number,
+                    &wamid,
+                    &recipient,
+                    status,
+                    None,
+                    callback.as_deref(),
+                )
                 .await
             {
                 tracing::warn!(error = %e, "sandbox status delivery failed");

@@ -55,9 +55,14 @@ pub struct Faults {
     /// accepted and then reported as a `failed` status, as Meta does.
     #[serde(default)]
     pub send_errors: Vec<u32>,
-    /// Answer every send this many milliseconds late (a slow Graph API), up to 60000.
+    /// Answer every send this many milliseconds late (a slow Graph API), up to 60000. The
+    /// send is not accepted until the delay is over.
     #[serde(default)]
     pub send_delay_ms: u64,
+    /// Accept every send at once but answer it this many milliseconds later, up to 60000 (a
+    /// caller that dies meanwhile never learns the wamid; the status webhooks still come).
+    #[serde(default)]
+    pub answer_delay_ms: u64,
 }
 
 /// Send errors the sandbox can inject.
@@ -339,9 +344,9 @@ impl Sandbox {
     /// Replaces the fault settings of a number.
     pub fn set_faults(&self, phone_number_id: &str, faults: Faults) -> Result<(), SandboxError> {
         self.number(phone_number_id)?;
-        if faults.send_delay_ms > 60_000 {
+        if faults.send_delay_ms > 60_000 || faults.answer_delay_ms > 60_000 {
             return Err(SandboxError::Invalid(
-                "send_delay_ms is at most 60000".into(),
+                "send_delay_ms and answer_delay_ms are at most 60000".into(),
             ));
         }
         if let Some(code) = faults
@@ -594,8 +599,15 @@ impl Sandbox {
             )));
         }
         for status in &request.statuses {
-            self.deliver_status(&number, &request.wamid, &request.recipient_id, status, None)
-                .await?;
+            self.deliver_status(
+                &number,
+                &request.wamid,
+                &request.recipient_id,
+                status,
+                None,
+                None,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -607,12 +619,16 @@ impl Sandbox {
         recipient: &str,
         status: &str,
         errors: Option<Value>,
+        callback: Option<&str>,
     ) -> Result<(), SandboxError> {
         let mut s = Map::new();
         s.insert("id".into(), json!(wamid));
         s.insert("status".into(), json!(status));
         s.insert("timestamp".into(), json!(now_secs().to_string()));
         s.insert("recipient_id".into(), json!(recipient));
+        if let Some(data) = callback {
+            s.insert("biz_opaque_callback_data".into(), json!(data));
+        }
         if status != "failed" && status != "read" {
             s.insert("pricing".into(), json!({"billable": true, "pricing_model": "PMP", "category": "service", "type": "regular"}));
         }

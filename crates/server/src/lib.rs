@@ -12,6 +12,7 @@ mod media;
 mod platform;
 mod proxy;
 use chasqui_app::render;
+mod executions;
 mod sandbox;
 mod templates;
 mod webhooks;
@@ -56,7 +57,8 @@ pub fn router(state: AppState) -> Router {
             platform::routes()
                 .merge(templates::routes())
                 .merge(webhooks::routes())
-                .merge(workflows::routes()),
+                .merge(workflows::routes())
+                .merge(executions::routes()),
         )
         .merge(proxy::routes())
         .nest("/sandbox/v1", sandbox::routes())

@@ -127,6 +127,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "triggers_env",
         include_str!("../migrations/0009_triggers_env.sql"),
     ),
+    (
+        10,
+        "executions",
+        include_str!("../migrations/0010_executions.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

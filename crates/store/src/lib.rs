@@ -8,6 +8,7 @@ pub mod conversations;
 mod db;
 pub mod env_vars;
 pub mod events;
+pub mod executions;
 pub mod group;
 pub mod idempotency;
 pub mod jobs;

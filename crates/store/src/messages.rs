@@ -426,3 +426,54 @@ pub async fn fail_send(
     .await?;
     Ok(())
 }
+
+/// Where the send of message `id` stands: its wamid (`pending.<id>` until Meta's answer or a
+/// status webhook names it), status and error.
+pub async fn send_state(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> crate::Result<Option<(String, String, Option<String>)>> {
+    let row = sqlx::query("SELECT wamid, status, error FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref()
+        .map(|r| Ok((col(r, "wamid")?, col(r, "status")?, col(r, "error")?)))
+        .transpose()
+}
+
+/// Adopts Meta's wamid for a send whose answer was lost (its node died during the call):
+/// the status webhook names our message in `biz_opaque_callback_data`. Returns whether the
+/// pending message was found and took the wamid.
+pub async fn adopt_wamid(
+    conn: &mut AnyConnection,
+    id: &str,
+    phone_number_id: &str,
+    wamid: &str,
+    now: i64,
+) -> crate::Result<bool> {
+    let pending = format!("pending.{id}");
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE id = $1 AND phone_number_id = $2 AND wamid = $3",
+    )
+    .bind(id)
+    .bind(phone_number_id)
+    .bind(&pending)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if found.is_none() {
+        return Ok(false);
+    }
+    finish_send(conn, id, phone_number_id, wamid, now).await?;
+    Ok(true)
+}
+
+/// The stored request body of message `id`.
+pub async fn body(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT body FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}

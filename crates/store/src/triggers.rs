@@ -117,3 +117,23 @@ pub async fn for_workflow(
         .await?;
     rows.iter().map(trigger).collect()
 }
+
+/// The active `inbound_message` trigger of a number whose workflow is active, if any.
+pub async fn active_inbound(db: &Db, phone_number_id: &str) -> crate::Result<Option<Trigger>> {
+    let cols = COLS
+        .split(", ")
+        .map(|c| format!("t.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id \
+         WHERE t.phone_number_id = $1 AND t.trigger_type = 'inbound_message' AND t.active = 1 AND w.status = 'active'"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(phone_number_id)
+        .fetch_optional(db.reader())
+        .await?
+        .as_ref()
+        .map(trigger)
+        .transpose()
+}

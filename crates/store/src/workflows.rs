@@ -186,3 +186,24 @@ pub async fn list(
         total,
     ))
 }
+
+/// A project's workflow by slug.
+pub async fn by_slug(db: &Db, project_id: &str, slug: &str) -> crate::Result<Option<Workflow>> {
+    let sql = format!("SELECT {COLS} FROM workflows WHERE project_id = $1 AND slug = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(slug)
+        .fetch_optional(db.reader())
+        .await?;
+    row.as_ref().map(workflow).transpose()
+}
+
+/// A workflow's debounce window in seconds (0 when it is gone), read in a transaction.
+pub async fn debounce_seconds(conn: &mut sqlx::AnyConnection, id: &str) -> crate::Result<i64> {
+    let seconds: Option<i64> =
+        sqlx::query_scalar("SELECT message_debounce_seconds FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(seconds.unwrap_or(0))
+}

@@ -1,0 +1,189 @@
+//! Routing customer messages to workflows. A message stored on a number with an active
+//! inbound trigger (or in a thread an execution drives) is queued in the transaction that
+//! stores it; this pass then decides, per customer thread and in Meta's order: a thread in
+//! handoff → nothing; an execution running or waiting → it receives the messages (a waiting
+//! one is woken, after the workflow's debounce window); otherwise the trigger starts one.
+
+use chasqui_meta::webhook::MessageHead;
+use chasqui_store::contacts::Identity;
+use chasqui_store::executions::{self, Input};
+use serde_json::{Map, Value, json};
+
+use super::{Thread, new_execution, started_event};
+use crate::{App, AppError};
+
+/// Inputs routed per pass.
+const BATCH: i64 = 64;
+/// Lease of claimed inputs.
+const LEASE_MILLIS: i64 = 30_000;
+
+/// What a workflow sees of a customer message: its text form (`{{last_user_input}}`) and
+/// the value a wait saves (the text, or the structured reply: button, list row, flow
+/// response, location, media).
+pub fn inbound_input(
+    message: &Value,
+    head: &MessageHead,
+    identity: &Identity,
+    text: &str,
+) -> Value {
+    let kind = head.kind.as_str();
+    let value = match kind {
+        "text" => json!(text),
+        "interactive" => {
+            let i = message.get("interactive").cloned().unwrap_or(Value::Null);
+            let t = i.get("type").and_then(Value::as_str).unwrap_or_default();
+            match t {
+                "nfm_reply" => {
+                    let reply = i.get("nfm_reply").cloned().unwrap_or(Value::Null);
+                    let parsed = reply
+                        .get("response_json")
+                        .and_then(Value::as_str)
+                        .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                        .unwrap_or(Value::Null);
+                    json!({"type": "flow_response", "response": parsed, "body": reply.get("body")})
+                }
+                other => {
+                    let mut v = i.get(other).cloned().unwrap_or(Value::Null);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("type".into(), json!(other));
+                    }
+                    v
+                }
+            }
+        }
+        "button" => {
+            let b = message.get("button").cloned().unwrap_or(Value::Null);
+            json!({"type": "button", "payload": b.get("payload"), "text": b.get("text")})
+        }
+        other => {
+            let mut v = message.get(other).cloned().unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("type".into(), json!(other));
+            }
+            v
+        }
+    };
+    let text = match kind {
+        "interactive" => value
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or(text)
+            .to_owned(),
+        _ => text.to_owned(),
+    };
+    json!({
+        "text": text,
+        "value": value,
+        "type": kind,
+        "wamid": head.id,
+        "wa_id": identity.wa_id,
+        "profile_name": identity.profile_name,
+    })
+}
+
+/// Routes queued inputs; returns how many were claimed.
+pub async fn route_pending(app: &App) -> Result<usize, AppError> {
+    let rows = executions::claim_unrouted(app.db(), app.now(), LEASE_MILLIS, BATCH).await?;
+    let n = rows.len();
+    let mut threads: Vec<Vec<Input>> = Vec::new();
+    for row in rows {
+        match threads.iter_mut().find(|t| {
+            t[0].phone_number_id == row.phone_number_id && t[0].contact_id == row.contact_id
+        }) {
+            Some(t) => t.push(row),
+            None => threads.push(vec![row]),
+        }
+    }
+    for thread in threads {
+        let ids: Vec<String> = thread.iter().map(|i| i.id.clone()).collect();
+        if let Err(e) = route_thread(app, thread).await {
+            tracing::warn!(error = %e, "routing customer messages to workflows failed; retrying");
+            executions::release_inputs(app.db(), &ids).await?;
+        }
+    }
+    if n > 0 {
+        app.wake();
+    }
+    Ok(n)
+}
+
+async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
+    let first = &rows[0];
+    let now = app.now();
+    // A new execution, prepared outside the transaction in case nothing drives the thread.
+    let mut candidate = None;
+    if let Some(trigger) =
+        chasqui_store::triggers::active_inbound(app.db(), &first.phone_number_id).await?
+        && let Some(w) =
+            chasqui_store::workflows::get(app.db(), &first.project_id, &trigger.workflow_id).await?
+    {
+        let input: Value = serde_json::from_str(&first.input).unwrap_or(Value::Null);
+        let thread = Thread {
+            phone_number_id: Some(first.phone_number_id.clone()),
+            contact_id: Some(first.contact_id.clone()),
+            conversation_id: first.conversation_id.clone(),
+            wa_id: input
+                .get("wa_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            profile_name: input
+                .get("profile_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        let (mut e, mut state) = new_execution(
+            app,
+            &w,
+            "inbound_message",
+            &thread,
+            Map::new(),
+            Map::new(),
+            Map::new(),
+        )
+        .await?;
+        // The triggering message is the first input: `{{last_user_input}}` from the start.
+        state.last_user_input = input.get("text").cloned().unwrap_or(Value::Null);
+        state.context.insert(
+            "trigger_message".into(),
+            input.get("value").cloned().unwrap_or(Value::Null),
+        );
+        e.state = serde_json::to_string(&state).unwrap_or_default();
+        candidate = Some((e, w.message_debounce_seconds));
+    }
+    let mut tx = app.db().writer().begin().await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    match executions::driving(&mut tx, &first.phone_number_id, &first.contact_id).await? {
+        Some(e) if e.status == "handoff" => {
+            // A person owns the conversation.
+            executions::remove(&mut tx, &ids).await?;
+        }
+        Some(e) => {
+            executions::attach(&mut tx, &ids, &e.id).await?;
+            let debounce = chasqui_store::workflows::get(app.db(), &e.project_id, &e.workflow_id)
+                .await?
+                .map_or(0, |w| w.message_debounce_seconds * 1000);
+            let last = rows.last().map_or(now, |r| r.received_at);
+            executions::wake_at(&mut tx, &e.id, last + debounce).await?;
+        }
+        None => match candidate {
+            None => executions::remove(&mut tx, &ids).await?,
+            Some((e, _)) => {
+                match executions::insert(&mut tx, &e).await {
+                    Ok(()) => {}
+                    Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
+                        // Another node started one this instant: route again next pass.
+                        tx.rollback().await?;
+                        executions::release_inputs(app.db(), &ids).await?;
+                        return Ok(());
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                executions::append_events(&mut tx, &e.id, &[started_event(&e)]).await?;
+                executions::remove(&mut tx, &ids[..1]).await?;
+                executions::attach(&mut tx, &ids[1..], &e.id).await?;
+            }
+        },
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,602 @@
+//! Workflow executions, their step log, and the inbox of customer messages and API resumes
+//! waiting to reach them.
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use crate::query::col;
+use crate::{Backend, Db};
+
+/// A stored execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Workflow.
+    pub workflow_id: String,
+    /// Definition version it started with.
+    pub workflow_version: i64,
+    /// Opaque id returned to API callers.
+    pub tracking_id: String,
+    /// `inbound_message` or `api_call`.
+    pub trigger_type: String,
+    /// running, waiting, handoff, ended or failed.
+    pub status: String,
+    /// `user_input` while waiting.
+    pub waiting_reason: Option<String>,
+    /// The number it talks through.
+    pub phone_number_id: Option<String>,
+    /// The customer.
+    pub contact_id: Option<String>,
+    /// The conversation it last acted in.
+    pub conversation_id: Option<String>,
+    /// The customer's WhatsApp id (recipient of sends).
+    pub wa_id: Option<String>,
+    /// Current node of the running frame.
+    pub current_node: Option<String>,
+    /// Interpreter state (JSON).
+    pub state: String,
+    /// Effect in progress (JSON), recorded before it is performed.
+    pub effect: Option<String>,
+    /// Timeout of the current wait (ms).
+    pub wait_until: Option<i64>,
+    /// When the engine must look at it next (ms).
+    pub due_at: Option<i64>,
+    /// Claimed by an engine loop until then (ms).
+    pub lease_until: Option<i64>,
+    /// Bumped by every save (optimistic concurrency).
+    pub revision: i64,
+    /// Sequence number of the last logged event.
+    pub event_seq: i64,
+    /// Why it failed (JSON).
+    pub error_details: Option<String>,
+    /// Started (ms).
+    pub started_at: i64,
+    /// Ended or failed (ms).
+    pub ended_at: Option<i64>,
+    /// Last logged event (ms).
+    pub last_event_at: i64,
+    /// Updated (ms).
+    pub updated_at: i64,
+}
+
+const COLS: &str = "id, project_id, workflow_id, workflow_version, tracking_id, trigger_type, status, waiting_reason, phone_number_id, contact_id, conversation_id, wa_id, current_node, state, effect, wait_until, due_at, lease_until, revision, event_seq, error_details, started_at, ended_at, last_event_at, updated_at";
+
+fn execution(r: &AnyRow) -> crate::Result<Execution> {
+    Ok(Execution {
+        id: col(r, "id")?,
+        project_id: col(r, "project_id")?,
+        workflow_id: col(r, "workflow_id")?,
+        workflow_version: col(r, "workflow_version")?,
+        tracking_id: col(r, "tracking_id")?,
+        trigger_type: col(r, "trigger_type")?,
+        status: col(r, "status")?,
+        waiting_reason: col(r, "waiting_reason")?,
+        phone_number_id: col(r, "phone_number_id")?,
+        contact_id: col(r, "contact_id")?,
+        conversation_id: col(r, "conversation_id")?,
+        wa_id: col(r, "wa_id")?,
+        current_node: col(r, "current_node")?,
+        state: col(r, "state")?,
+        effect: col(r, "effect")?,
+        wait_until: col(r, "wait_until")?,
+        due_at: col(r, "due_at")?,
+        lease_until: col(r, "lease_until")?,
+        revision: col(r, "revision")?,
+        event_seq: col(r, "event_seq")?,
+        error_details: col(r, "error_details")?,
+        started_at: col(r, "started_at")?,
+        ended_at: col(r, "ended_at")?,
+        last_event_at: col(r, "last_event_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
+}
+
+/// Stores a new execution (a unique violation: the thread already has a driving one).
+pub async fn insert(conn: &mut AnyConnection, e: &Execution) -> crate::Result<()> {
+    let sql = format!(
+        "INSERT INTO workflow_executions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&e.id)
+        .bind(&e.project_id)
+        .bind(&e.workflow_id)
+        .bind(e.workflow_version)
+        .bind(&e.tracking_id)
+        .bind(&e.trigger_type)
+        .bind(&e.status)
+        .bind(&e.waiting_reason)
+        .bind(&e.phone_number_id)
+        .bind(&e.contact_id)
+        .bind(&e.conversation_id)
+        .bind(&e.wa_id)
+        .bind(&e.current_node)
+        .bind(&e.state)
+        .bind(&e.effect)
+        .bind(e.wait_until)
+        .bind(e.due_at)
+        .bind(e.lease_until)
+        .bind(e.revision)
+        .bind(e.event_seq)
+        .bind(&e.error_details)
+        .bind(e.started_at)
+        .bind(e.ended_at)
+        .bind(e.last_event_at)
+        .bind(e.updated_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Saves every mutable field if nobody saved since `e.revision` was read; returns whether
+/// it did (the stored revision becomes `e.revision + 1`). `due_at` is set apart, with
+/// [`set_due`], once the row is locked by this update.
+pub async fn save(conn: &mut AnyConnection, e: &Execution) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE workflow_executions SET status = $1, waiting_reason = $2, conversation_id = $3, current_node = $4, state = $5, effect = $6, wait_until = $7, lease_until = $8, revision = revision + 1, event_seq = $9, error_details = $10, ended_at = $11, last_event_at = $12, updated_at = $13, contact_id = $14, wa_id = $15 \
+         WHERE id = $16 AND revision = $17",
+    )
+    .bind(&e.status)
+    .bind(&e.waiting_reason)
+    .bind(&e.conversation_id)
+    .bind(&e.current_node)
+    .bind(&e.state)
+    .bind(&e.effect)
+    .bind(e.wait_until)
+    .bind(e.lease_until)
+    .bind(e.event_seq)
+    .bind(&e.error_details)
+    .bind(e.ended_at)
+    .bind(e.last_event_at)
+    .bind(e.updated_at)
+    .bind(&e.contact_id)
+    .bind(&e.wa_id)
+    .bind(&e.id)
+    .bind(e.revision)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets when the engine looks at the execution next.
+pub async fn set_due(conn: &mut AnyConnection, id: &str, due_at: Option<i64>) -> crate::Result<()> {
+    sqlx::query("UPDATE workflow_executions SET due_at = $1 WHERE id = $2")
+        .bind(due_at)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Brings `due_at` forward to `at` (never later than it is) for an execution that waits.
+pub async fn wake_at(conn: &mut AnyConnection, id: &str, at: i64) -> crate::Result<()> {
+    sqlx::query(
+        "UPDATE workflow_executions SET due_at = CASE WHEN due_at IS NULL OR due_at > $1 THEN $1 ELSE due_at END WHERE id = $2 AND status = 'waiting'",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One execution of a project.
+pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Execution>> {
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions WHERE project_id = $1 AND (id = $2 OR tracking_id = $2)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(db.reader())
+        .await?
+        .as_ref()
+        .map(execution)
+        .transpose()
+}
+
+/// One execution, read inside a transaction.
+pub async fn get_in(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<Execution>> {
+    let sql = format!("SELECT {COLS} FROM workflow_executions WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(execution)
+        .transpose()
+}
+
+/// The execution driving a customer's thread on a number (running, waiting or handoff).
+pub async fn driving(
+    conn: &mut AnyConnection,
+    phone_number_id: &str,
+    contact_id: &str,
+) -> crate::Result<Option<Execution>> {
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions WHERE phone_number_id = $1 AND contact_id = $2 AND status IN ('running', 'waiting', 'handoff')"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(phone_number_id)
+        .bind(contact_id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(execution)
+        .transpose()
+}
+
+/// Claims up to `limit` executions due by `now` and not leased, leasing them.
+pub async fn claim_due(
+    db: &Db,
+    now: i64,
+    lease_millis: i64,
+    limit: i64,
+) -> crate::Result<Vec<Execution>> {
+    let mut tx = db.writer().begin().await?;
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions WHERE due_at IS NOT NULL AND due_at <= $1 AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{lock}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut e = execution(r)?;
+        sqlx::query(
+            "UPDATE workflow_executions SET lease_until = $1, revision = revision + 1 WHERE id = $2",
+        )
+        .bind(now + lease_millis)
+        .bind(&e.id)
+        .execute(&mut *tx)
+        .await?;
+        e.lease_until = Some(now + lease_millis);
+        e.revision += 1;
+        claimed.push(e);
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Filters of an execution list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    /// One workflow.
+    pub workflow_id: Option<&'a str>,
+    /// One conversation.
+    pub conversation_id: Option<&'a str>,
+    /// One status.
+    pub status: Option<&'a str>,
+    /// One waiting reason.
+    pub waiting_reason: Option<&'a str>,
+    /// Started at or after (ms).
+    pub created_after: Option<i64>,
+    /// Started before (ms).
+    pub created_before: Option<i64>,
+}
+
+/// A project's executions, newest first, with the total count.
+pub async fn list(
+    db: &Db,
+    project_id: &str,
+    f: &Filter<'_>,
+    limit: i64,
+    offset: i64,
+) -> crate::Result<(Vec<Execution>, i64)> {
+    let filter = "project_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workflow_id = $2) AND (CAST($3 AS TEXT) IS NULL OR conversation_id = $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR status = $4) AND (CAST($5 AS TEXT) IS NULL OR waiting_reason = $5) \
+         AND (CAST($6 AS BIGINT) IS NULL OR started_at >= $6) AND (CAST($7 AS BIGINT) IS NULL OR started_at < $7)";
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT $8 OFFSET $9"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(f.workflow_id)
+        .bind(f.conversation_id)
+        .bind(f.status)
+        .bind(f.waiting_reason)
+        .bind(f.created_after)
+        .bind(f.created_before)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db.reader())
+        .await?;
+    let count_sql = format!("SELECT COUNT(*) FROM workflow_executions WHERE {filter}");
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+        .bind(project_id)
+        .bind(f.workflow_id)
+        .bind(f.conversation_id)
+        .bind(f.status)
+        .bind(f.waiting_reason)
+        .bind(f.created_after)
+        .bind(f.created_before)
+        .fetch_one(db.reader())
+        .await?;
+    Ok((
+        rows.iter().map(execution).collect::<crate::Result<_>>()?,
+        total,
+    ))
+}
+
+/// Executions per status across the instance (for `/metrics`).
+pub async fn status_counts(db: &Db) -> crate::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM workflow_executions GROUP BY status")
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
+        .collect()
+}
+
+/// A step-log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Id.
+    pub id: String,
+    /// Position in the execution's log (1-based).
+    pub seq: i64,
+    /// Type (`step_entered`, ...).
+    pub event_type: String,
+    /// Node.
+    pub node_id: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+    /// Edge taken.
+    pub edge_label: Option<String>,
+    /// Details (JSON).
+    pub payload: String,
+    /// When (ms).
+    pub created_at: i64,
+}
+
+/// Appends events to an execution's log.
+pub async fn append_events(
+    conn: &mut AnyConnection,
+    execution_id: &str,
+    events: &[Event],
+) -> crate::Result<()> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO workflow_events (id, execution_id, seq, event_type, node_id, direction, edge_label, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&e.id)
+        .bind(execution_id)
+        .bind(e.seq)
+        .bind(&e.event_type)
+        .bind(&e.node_id)
+        .bind(&e.direction)
+        .bind(&e.edge_label)
+        .bind(&e.payload)
+        .bind(e.created_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An execution's log in order, from position `after` (exclusive), at most `limit`.
+pub async fn events(
+    db: &Db,
+    execution_id: &str,
+    after: i64,
+    limit: i64,
+) -> crate::Result<Vec<Event>> {
+    let rows = sqlx::query(
+        "SELECT id, seq, event_type, node_id, direction, edge_label, payload, created_at FROM workflow_events WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(execution_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Event {
+                id: col(r, "id")?,
+                seq: col(r, "seq")?,
+                event_type: col(r, "event_type")?,
+                node_id: col(r, "node_id")?,
+                direction: col(r, "direction")?,
+                edge_label: col(r, "edge_label")?,
+                payload: col(r, "payload")?,
+                created_at: col(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// A customer message or API resume on its way to an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Number.
+    pub phone_number_id: String,
+    /// Customer.
+    pub contact_id: String,
+    /// Conversation of the message.
+    pub conversation_id: Option<String>,
+    /// The stored message, for `message` inputs.
+    pub message_id: Option<String>,
+    /// `message` or `api`.
+    pub kind: String,
+    /// The input (JSON).
+    pub input: String,
+    /// Sort key: Meta's stream order for messages.
+    pub ord: String,
+    /// When it arrived (ms).
+    pub received_at: i64,
+    /// The execution it was routed to.
+    pub execution_id: Option<String>,
+}
+
+const INPUT_COLS: &str = "id, project_id, phone_number_id, contact_id, conversation_id, message_id, kind, input, ord, received_at, execution_id";
+
+fn input(r: &AnyRow) -> crate::Result<Input> {
+    Ok(Input {
+        id: col(r, "id")?,
+        project_id: col(r, "project_id")?,
+        phone_number_id: col(r, "phone_number_id")?,
+        contact_id: col(r, "contact_id")?,
+        conversation_id: col(r, "conversation_id")?,
+        message_id: col(r, "message_id")?,
+        kind: col(r, "kind")?,
+        input: col(r, "input")?,
+        ord: col(r, "ord")?,
+        received_at: col(r, "received_at")?,
+        execution_id: col(r, "execution_id")?,
+    })
+}
+
+/// Queues an inbound message for routing, but only when a workflow could want it: the
+/// thread has a running or waiting execution, or the number has an active inbound trigger
+/// on an active workflow. Returns whether it was queued.
+pub async fn offer_message(conn: &mut AnyConnection, i: &Input) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO workflow_inbox (id, project_id, phone_number_id, contact_id, conversation_id, message_id, kind, input, ord, received_at) \
+         SELECT $1, $2, $3, $4, $5, $6, 'message', $7, $8, $9 \
+         WHERE EXISTS (SELECT 1 FROM workflow_executions WHERE phone_number_id = $3 AND contact_id = $4 AND status IN ('running', 'waiting', 'handoff') AND status <> 'handoff') \
+            OR EXISTS (SELECT 1 FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id \
+                       WHERE t.phone_number_id = $3 AND t.trigger_type = 'inbound_message' AND t.active = 1 AND w.status = 'active')",
+    )
+    .bind(&i.id)
+    .bind(&i.project_id)
+    .bind(&i.phone_number_id)
+    .bind(&i.contact_id)
+    .bind(&i.conversation_id)
+    .bind(&i.message_id)
+    .bind(&i.input)
+    .bind(&i.ord)
+    .bind(i.received_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Queues an input already addressed to an execution (an API resume).
+pub async fn push(conn: &mut AnyConnection, i: &Input) -> crate::Result<()> {
+    let sql = format!(
+        "INSERT INTO workflow_inbox ({INPUT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&i.id)
+        .bind(&i.project_id)
+        .bind(&i.phone_number_id)
+        .bind(&i.contact_id)
+        .bind(&i.conversation_id)
+        .bind(&i.message_id)
+        .bind(&i.kind)
+        .bind(&i.input)
+        .bind(&i.ord)
+        .bind(i.received_at)
+        .bind(&i.execution_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` unrouted inputs in arrival order, leasing them.
+pub async fn claim_unrouted(
+    db: &Db,
+    now: i64,
+    lease_millis: i64,
+    limit: i64,
+) -> crate::Result<Vec<Input>> {
+    let mut tx = db.writer().begin().await?;
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id IS NULL AND (lease_until IS NULL OR lease_until < $1) ORDER BY ord, id LIMIT $2{lock}"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let claimed: Vec<Input> = rows.iter().map(input).collect::<crate::Result<_>>()?;
+    for i in &claimed {
+        sqlx::query("UPDATE workflow_inbox SET lease_until = $1 WHERE id = $2")
+            .bind(now + lease_millis)
+            .bind(&i.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Routes inputs to an execution.
+pub async fn attach(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    execution_id: &str,
+) -> crate::Result<()> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE workflow_inbox SET execution_id = $1, lease_until = NULL WHERE id = $2",
+        )
+        .bind(execution_id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Releases claimed inputs for another try.
+pub async fn release_inputs(db: &Db, ids: &[String]) -> crate::Result<()> {
+    for id in ids {
+        sqlx::query("UPDATE workflow_inbox SET lease_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(db.writer())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes inputs (consumed, or nobody wants them).
+pub async fn remove(conn: &mut AnyConnection, ids: &[String]) -> crate::Result<()> {
+    for id in ids {
+        sqlx::query("DELETE FROM workflow_inbox WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The inputs routed to an execution and not consumed yet, in order.
+pub async fn pending(conn: &mut AnyConnection, execution_id: &str) -> crate::Result<Vec<Input>> {
+    let sql =
+        format!("SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id = $1 ORDER BY ord, id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(execution_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(input).collect()
+}
+
+/// Gives up a lease without other changes, asking to be looked at again at `due_at`.
+pub async fn release(db: &Db, id: &str, revision: i64, due_at: Option<i64>) -> crate::Result<()> {
+    sqlx::query(
+        "UPDATE workflow_executions SET lease_until = NULL, due_at = $1, revision = revision + 1 WHERE id = $2 AND revision = $3",
+    )
+    .bind(due_at)
+    .bind(id)
+    .bind(revision)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
