@@ -459,3 +459,31 @@ pub fn trigger_json(t: &chasqui_store::triggers::Trigger) -> Value {
         "updated_at": iso(t.updated_at),
     })
 }
+
+/// Creates the demo workflow of a first start: on the sandbox number it greets, offers
+/// buttons, waits five minutes for the answer and branches on it (or on the timeout).
+pub async fn create_welcome(
+    app: &App,
+    project_id: &str,
+    phone_number_id: &str,
+) -> Result<Workflow, AppError> {
+    let definition: Value = serde_json::from_str(include_str!("welcome_workflow.json"))
+        .map_err(|e| AppError::Internal(format!("welcome workflow: {e}")))?;
+    let input = WorkflowInput {
+        name: Some("Welcome".into()),
+        description: Some(
+            "Demo: greets, asks with buttons, waits with a timeout, branches.".into(),
+        ),
+        status: Some("active".into()),
+        definition: Some(definition),
+        ..WorkflowInput::default()
+    };
+    let w = create(app, project_id, input).await?;
+    let trigger = TriggerInput {
+        trigger_type: Some("inbound_message".into()),
+        phone_number_id: Some(phone_number_id.to_owned()),
+        active: Some(true),
+    };
+    create_trigger(app, project_id, &w.id, trigger).await?;
+    Ok(w)
+}

@@ -231,9 +231,13 @@ fn print_first_run(base: &str, first: &node::FirstRun) {
          \n  project_id:      {}\n  phone_number_id: {}\n  API key:         {}   (shown only now; store it)\n\
          \nSend a first message as a simulated customer:\n\
          \n  curl -s -X POST {base}/sandbox/v1/phone_numbers/{}/inbound \\\n    -H 'X-API-Key: {}' -H 'Content-Type: application/json' \\\n    -d '{body}'\n\
+         \nThe demo workflow Welcome answers with buttons; see what the customer received:\n\
+         \n  curl -s {base}/sandbox/v1/phone_numbers/{}/outbox -H 'X-API-Key: {}'\n\
          \nThen read the conversation:\n\
          \n  curl -s {base}/platform/v1/whatsapp/conversations -H 'X-API-Key: {}'\n",
         first.project_id,
+        first.phone_number_id,
+        first.api_key,
         first.phone_number_id,
         first.api_key,
         first.phone_number_id,

@@ -265,6 +265,9 @@ async fn create_default_project(app: &App, sandbox: &Sandbox) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("creating the sandbox number: {e}"))?;
     chasqui_server::register_sandbox_number(app, sandbox, &number)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chasqui_app::workflows::create_welcome(app, &created.project.id, &number.phone_number_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo workflow: {e}"))?;
     Ok(FirstRun {
         project_id: created.project.id,
         api_key: created.api_key,

@@ -795,3 +795,84 @@ async fn webhook_nodes_call_out_and_fail_clearly(backend: Backend) {
     );
 }
 both_backends!(webhook_nodes_call_out_and_fail_clearly);
+
+/// The first start's demo workflow: greets with buttons, branches on the answer or on the
+/// five-minute timeout.
+async fn the_demo_workflow_greets_and_branches(backend: Backend) {
+    let clock = ManualClock::new(SystemClock.now());
+    let h =
+        Harness::start_with_clock(backend, ConfigArgs::default(), Arc::new(clock.clone())).await;
+    let (_, list) = h.get("/platform/v1/workflows?name_contains=Welcome").await;
+    let wid = list["data"][0]["id"]
+        .as_str()
+        .expect("demo workflow")
+        .to_owned();
+    // The harness parks the demo; a first start leaves it active.
+    let (status, body) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/workflows/{wid}"),
+            json!({"workflow": {"status": "active"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, triggers) = h
+        .get(&format!("/platform/v1/workflows/{wid}/triggers"))
+        .await;
+    let tid = triggers["data"][0]["id"]
+        .as_str()
+        .expect("trigger")
+        .to_owned();
+    let (status, body) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/triggers/{tid}"),
+            json!({"trigger": {"active": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    h.customer_says(
+        "5215550007777",
+        "Ana",
+        json!({"type": "text", "text": {"body": "hola"}}),
+    )
+    .await;
+    h.customer_says(
+        "5215550008888",
+        "Leo",
+        json!({"type": "text", "text": {"body": "hi"}}),
+    )
+    .await;
+    wait_until("both greeted", || async { outbox(&h).await.len() == 2 }).await;
+    assert!(outbox(&h).await.iter().any(|t| t.starts_with("Hi Ana!")));
+    h.customer_says(
+        "5215550007777",
+        "Ana",
+        json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Show me"}}}),
+    )
+    .await;
+    wait_until("the tour", || async {
+        outbox(&h)
+            .await
+            .iter()
+            .any(|t| t.starts_with("This flow just sent you buttons"))
+    })
+    .await;
+    // Leo does not answer: five minutes later the timeout branch nudges him.
+    clock.advance_millis(300_000);
+    h.app().wake();
+    wait_until("the nudge", || async {
+        outbox(&h)
+            .await
+            .iter()
+            .any(|t| t.starts_with("Still there?"))
+    })
+    .await;
+    wait_until("both executions ended", || async {
+        let runs = executions_of(&h, &wid).await;
+        runs.len() == 2 && runs.iter().all(|e| e["status"] == "ended")
+    })
+    .await;
+}
+both_backends!(the_demo_workflow_greets_and_branches);

@@ -600,3 +600,26 @@ pub async fn release(db: &Db, id: &str, revision: i64, due_at: Option<i64>) -> c
     .await?;
     Ok(())
 }
+
+/// Frees what an execution that stopped driving its thread had queued: customer messages go
+/// back to routing (`reroute`, so an ended execution's unread message can start the next
+/// one) or are dropped (a handoff: a person reads them); API resumes are dropped.
+pub async fn release_queue(
+    conn: &mut AnyConnection,
+    execution_id: &str,
+    reroute: bool,
+) -> crate::Result<()> {
+    if reroute {
+        sqlx::query(
+            "UPDATE workflow_inbox SET execution_id = NULL, lease_until = NULL WHERE execution_id = $1 AND kind = 'message'",
+        )
+        .bind(execution_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DELETE FROM workflow_inbox WHERE execution_id = $1")
+        .bind(execution_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

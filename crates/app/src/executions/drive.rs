@@ -83,6 +83,11 @@ pub(crate) async fn persist(
     }
     e.revision += 1;
     executions::append_events(conn, &e.id, &events).await?;
+    match e.status.as_str() {
+        "ended" | "failed" => executions::release_queue(conn, &e.id, true).await?,
+        "handoff" => executions::release_queue(conn, &e.id, false).await?,
+        _ => {}
+    }
     let due = match e.status.as_str() {
         "running" => match &e.effect {
             Some(_) => e.lease_until.or(Some(now)),

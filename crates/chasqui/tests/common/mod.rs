@@ -141,7 +141,7 @@ impl Harness {
             .clone()
             .expect("first run creates a project");
         let base = format!("http://{}", running.addr);
-        Self {
+        let h = Self {
             base,
             http: reqwest::Client::new(),
             key: first.api_key,
@@ -150,6 +150,46 @@ impl Harness {
             running: Some(running),
             dir,
             database_url,
+        };
+        h.park_demo_workflow().await;
+        h
+    }
+
+    /// Archives the first start's demo workflow and deactivates its trigger, so tests own the
+    /// sandbox number and the workflow lists (tests of the demo turn both back on).
+    async fn park_demo_workflow(&self) {
+        let (_, list) = self
+            .get("/platform/v1/workflows?name_contains=Welcome")
+            .await;
+        // A first start leaves exactly one demo workflow, active, on the sandbox number.
+        assert_eq!(list["meta"]["total_count"], 1, "{list}");
+        for w in list["data"].as_array().into_iter().flatten() {
+            assert_eq!(w["status"], "active", "{w}");
+            let id = w["id"].as_str().expect("id");
+            let (_, triggers) = self
+                .get(&format!("/platform/v1/workflows/{id}/triggers"))
+                .await;
+            for t in triggers["data"].as_array().into_iter().flatten() {
+                assert_eq!(t["active"], true, "{t}");
+                assert_eq!(t["phone_number_id"], self.sandbox_pnid.as_str(), "{t}");
+                let tid = t["id"].as_str().expect("trigger id");
+                let (status, body) = self
+                    .send(
+                        reqwest::Method::PATCH,
+                        &format!("/platform/v1/triggers/{tid}"),
+                        json!({"trigger": {"active": false}}),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+            }
+            let (status, body) = self
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/platform/v1/workflows/{id}"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
         }
     }
 
