@@ -89,6 +89,29 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Simulated customers through a five-step workflow (send, wait, decide, send, end) on a
+    /// new sandbox number; reports conversations/s and step latency, and with --park the
+    /// server's RSS with that many more executions waiting.
+    Flows {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key of the project.
+        #[arg(long, env = "CHASQUI_BENCH_API_KEY", hide_env_values = true)]
+        api_key: String,
+        /// Simulated customers (each one conversation).
+        #[arg(long, default_value_t = 1000)]
+        customers: usize,
+        /// Concurrent requests.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Executions to park in a 7-day wait afterwards (0 = skip).
+        #[arg(long, default_value_t = 0)]
+        park: usize,
+        /// Process id of the server, to read its RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Serve the null handler (signature check + JSON parse + 200) as a ceiling
     /// (listens on --listen, default 127.0.0.1:8099).
     NullServer {
@@ -180,6 +203,24 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
                 webhooks: webhooks.clamp(1, 100),
                 events: events.max(1),
                 concurrency,
+            })
+            .await
+        }
+        BenchCommand::Flows {
+            url,
+            api_key,
+            customers,
+            concurrency,
+            park,
+            server_pid,
+        } => {
+            crate::bench_flows::run(crate::bench_flows::FlowsPlan {
+                url: url.trim_end_matches('/').to_owned(),
+                api_key,
+                customers: customers.max(1),
+                concurrency: concurrency.max(1),
+                park,
+                server_pid,
             })
             .await
         }

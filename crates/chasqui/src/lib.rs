@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod bench_delivery;
+mod bench_flows;
 mod bench_send;
 pub mod cli;
 pub mod config;

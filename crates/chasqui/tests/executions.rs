@@ -128,12 +128,47 @@ fn greeter() -> Value {
 async fn inbound_messages_drive_a_conversation(backend: Backend) {
     let h = Harness::start(backend).await;
     let wid = active_workflow(&h, "Coffee", greeter(), 0).await;
+    // No trigger yet: a customer message starts nothing.
+    h.customer_says(
+        "5215550001111",
+        "Ana",
+        json!({"type": "text", "text": {"body": "anyone?"}}),
+    )
+    .await;
+    h.settle().await;
     trigger(
         &h,
         &wid,
         json!({"trigger_type": "inbound_message", "phone_number_id": h.sandbox_pnid, "active": true}),
     )
     .await;
+    // A trigger on a workflow that is not active starts nothing either.
+    let (status, body) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/workflows/{wid}"),
+            json!({"workflow": {"status": "draft"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    h.customer_says(
+        "5215550001111",
+        "Ana",
+        json!({"type": "text", "text": {"body": "still there?"}}),
+    )
+    .await;
+    h.settle().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(executions_of(&h, &wid).await.is_empty());
+    assert!(outbox(&h).await.is_empty());
+    let (status, body) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/workflows/{wid}"),
+            json!({"workflow": {"status": "active"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     h.customer_says(
         "5215550001111",
@@ -369,6 +404,19 @@ async fn waits_resume_on_the_manual_clock(backend: Backend) {
     assert_eq!(ctx["system"]["last_resume"]["reason"], "timeout");
     assert!(ctx["vars"].get("reply").is_none());
     assert!(event_types(&e).iter().any(|t| t == "wait_timeout"));
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("chasqui_workflow_executions{status=\"ended\"} 1"),
+        "{metrics}"
+    );
 }
 both_backends!(waits_resume_on_the_manual_clock);
 
@@ -876,3 +924,74 @@ async fn the_demo_workflow_greets_and_branches(backend: Backend) {
     .await;
 }
 both_backends!(the_demo_workflow_greets_and_branches);
+
+async fn sends_of_every_kind_reach_the_phone(backend: Backend) {
+    let h = Harness::start(backend).await;
+    // Outside the 24-hour window a template goes, free-form text fails the step (131047).
+    let def = json!({
+        "nodes": [node("start", "start", json!({})),
+                  node("tpl", "send_template", json!({"template_id": "hello_world", "language_code": "en_US"})),
+                  node("txt", "send_text", json!({"message": "free-form"}))],
+        "edges": [edge("start", "tpl", "next"), edge("tpl", "txt", "next")],
+    });
+    let wid = active_workflow(&h, "Reengage", def, 0).await;
+    trigger(&h, &wid, json!({"trigger_type": "api_call"})).await;
+    let id = start_api(
+        &h,
+        &wid,
+        json!({"workflow_execution": {"phone_number": "+5215550006666", "phone_number_id": h.sandbox_pnid}}),
+    )
+    .await;
+    let e = wait_status(&h, &id, "failed").await;
+    assert!(
+        e["error_details"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("131047")),
+        "{e}"
+    );
+    assert_eq!(outbox(&h).await, vec!["hello_world"]);
+
+    // Inside the window: every interactive kind, built from Kapso's flat keys, is accepted.
+    h.customer_says("5215550006666", "Ivo", json!({"type": "text", "text": {"body": "hello"}}))
+        .await;
+    let def = json!({
+        "nodes": [
+            node("start", "start", json!({})),
+            node("b", "send_interactive", json!({"interactive_type": "button", "body_text": "b1", "header_type": "image",
+                "header_media_url": "https://example.com/a.png", "buttons": [{"id": "x", "title": "X"}]})),
+            node("l", "send_interactive", json!({"interactive_type": "list", "body_text": "b2", "list_button_text": "Pick",
+                "list_sections": [{"title": "S", "rows": [{"id": "r1", "title": "Row {{vars.n}}", "description": "d"}]}]})),
+            node("c", "send_interactive", json!({"interactive_type": "cta_url", "body_text": "b3", "cta_display_text": "Open",
+                "cta_url": "https://shop.example/{{vars.n}}"})),
+            node("f", "send_interactive", json!({"interactive_type": "flow", "body_text": "b4", "flow_id": "123", "flow_cta": "Book",
+                "flow_token": "tok-{{vars.n}}", "flow_action": "navigate", "flow_action_payload": {"screen": "START", "data": {"n": "{{vars.n}}"}}})),
+            node("loc", "send_interactive", json!({"interactive_type": "location_request_message", "body_text": "b5"})),
+        ],
+        "edges": [edge("start", "b", "next"), edge("b", "l", "next"), edge("l", "c", "next"), edge("c", "f", "next"), edge("f", "loc", "next")],
+    });
+    let wid = active_workflow(&h, "Interactive", def, 0).await;
+    trigger(&h, &wid, json!({"trigger_type": "api_call"})).await;
+    let id = start_api(
+        &h,
+        &wid,
+        json!({"workflow_execution": {"phone_number": "+5215550006666", "phone_number_id": h.sandbox_pnid, "variables": {"n": "7"}}}),
+    )
+    .await;
+    let e = wait_status(&h, &id, "ended").await;
+    assert_eq!(count(&e, "action_performed"), 5, "{e}");
+    assert_eq!(
+        outbox(&h).await,
+        vec!["hello_world", "b1", "b2", "b3", "b4", "b5"]
+    );
+    let (_, raw) = h
+        .get(&format!("/sandbox/v1/phone_numbers/{}/outbox", h.sandbox_pnid))
+        .await;
+    let flow = &raw["data"][4]["interactive"]["action"]["parameters"];
+    assert_eq!(flow["flow_token"], "tok-7");
+    assert_eq!(flow["flow_action_payload"]["data"]["n"], "7");
+    assert_eq!(
+        raw["data"][3]["interactive"]["action"]["parameters"]["url"],
+        "https://shop.example/7"
+    );
+}
+both_backends!(sends_of_every_kind_reach_the_phone);

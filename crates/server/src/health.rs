@@ -53,17 +53,23 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
         let queued = chasqui_store::jobs::count(db, "queued").await?;
         let parked = chasqui_store::jobs::count(db, "parked").await?;
         let (waiting, failed) = chasqui_store::webhooks::counts(db).await?;
-        Ok::<_, chasqui_store::StoreError>((pending, queued, parked, waiting, failed))
+        let executions = chasqui_store::executions::status_counts(db).await?;
+        Ok::<_, chasqui_store::StoreError>((pending, queued, parked, waiting, failed, executions))
     };
     match gauges.await {
-        Ok((pending, queued, parked, waiting, failed)) => (
+        Ok((pending, queued, parked, waiting, failed, executions)) => (
             StatusCode::OK,
             format!(
                 "# TYPE chasqui_inbound_events_pending gauge\nchasqui_inbound_events_pending {pending}\n\
                  # TYPE chasqui_jobs_queued gauge\nchasqui_jobs_queued {queued}\n\
                  # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n\
                  # TYPE chasqui_webhook_deliveries_waiting gauge\nchasqui_webhook_deliveries_waiting {waiting}\n\
-                 # TYPE chasqui_webhook_deliveries_failed gauge\nchasqui_webhook_deliveries_failed {failed}\n"
+                 # TYPE chasqui_webhook_deliveries_failed gauge\nchasqui_webhook_deliveries_failed {failed}\n\
+                 # TYPE chasqui_workflow_executions gauge\n{}",
+                executions
+                    .iter()
+                    .map(|(status, n)| format!("chasqui_workflow_executions{{status=\"{status}\"}} {n}\n"))
+                    .collect::<String>()
             ),
         ),
         Err(e) => {

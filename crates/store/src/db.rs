@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The shared transaction of a group commit failed; the work was not stored.
     #[error("group commit failed: {0}")]
     GroupCommit(String),
+    /// A row changed since it was read (an optimistic update lost); nothing was written.
+    #[error("stale: {0}")]
+    Stale(String),
 }
 
 impl StoreError {
@@ -131,6 +134,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "executions",
         include_str!("../migrations/0010_executions.sql"),
+    ),
+    (
+        11,
+        "execution_status_index",
+        include_str!("../migrations/0011_execution_status_index.sql"),
     ),
 ];
 

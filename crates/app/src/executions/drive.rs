@@ -47,15 +47,9 @@ pub async fn run_due(app: &App) -> Result<usize, AppError> {
     Ok(n)
 }
 
-/// Writes the execution's state, position and new log entries (compare-and-swap on its
-/// revision), then works out when it is due next: a waiting execution when its timeout
-/// passes or a queued input is ready. Returns false if someone else saved it meanwhile.
-pub(crate) async fn persist(
-    conn: &mut Conn,
-    e: &mut Execution,
-    machine: &mut Machine,
-    now: i64,
-) -> Result<bool, StoreError> {
+/// Moves the interpreter's state, position and new log entries into `e` (numbering the
+/// entries) and returns them for [`store`].
+pub(crate) fn prepare(e: &mut Execution, machine: &mut Machine, now: i64) -> Vec<Event> {
     let events: Vec<Event> = machine
         .log
         .drain(..)
@@ -78,11 +72,23 @@ pub(crate) async fn persist(
     e.state = serde_json::to_string(&machine.state).unwrap_or_default();
     e.current_node = machine.node().map(str::to_owned);
     e.updated_at = now;
+    events
+}
+
+/// Saves a prepared execution (compare-and-swap on its revision) with its log entries, frees
+/// the queue of one that stopped driving its thread, and works out when it is due next: a
+/// waiting execution when its timeout passes or a queued input is ready. Returns `None` if
+/// someone else saved it meanwhile (nothing written), else the new `due_at`.
+pub(crate) async fn store(
+    conn: &mut Conn,
+    e: &Execution,
+    events: &[Event],
+    now: i64,
+) -> Result<Option<Option<i64>>, StoreError> {
     if !executions::save(conn, e).await? {
-        return Ok(false);
+        return Ok(None);
     }
-    e.revision += 1;
-    executions::append_events(conn, &e.id, &events).await?;
+    executions::append_events(conn, &e.id, events).await?;
     match e.status.as_str() {
         "ended" | "failed" => executions::release_queue(conn, &e.id, true).await?,
         "handoff" => executions::release_queue(conn, &e.id, false).await?,
@@ -107,8 +113,26 @@ pub(crate) async fn persist(
         _ => None,
     };
     executions::set_due(conn, &e.id, due).await?;
-    e.due_at = due;
-    Ok(true)
+    Ok(Some(due))
+}
+
+/// [`prepare`] and [`store`] in the caller's transaction; false if someone else saved the
+/// execution meanwhile.
+pub(crate) async fn persist(
+    conn: &mut Conn,
+    e: &mut Execution,
+    machine: &mut Machine,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let events = prepare(e, machine, now);
+    match store(conn, e, &events, now).await? {
+        None => Ok(false),
+        Some(due) => {
+            e.revision += 1;
+            e.due_at = due;
+            Ok(true)
+        }
+    }
 }
 
 async fn debounce_for(conn: &mut Conn, e: &Execution) -> Result<i64, StoreError> {
@@ -181,6 +205,30 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
         debounce_ms,
     };
     run.go().await
+}
+
+/// Writes that go with a save of the execution, in the same unit.
+enum With {
+    /// Only the execution.
+    Nothing,
+    /// A send's intent: this pending message, placed in the thread's current conversation.
+    Intent(NewMessage),
+    /// Meta's answer to the send of a message.
+    Outcome {
+        phone_number_id: String,
+        message_id: String,
+        outcome: Outcome,
+    },
+    /// A workflow event to publish (type, details).
+    Event(String, Value),
+}
+
+/// How a commit ended.
+enum Committed {
+    /// Saved.
+    Saved,
+    /// Not saved: another send of the conversation is in flight.
+    Busy,
 }
 
 /// What happened to an attempted send.
@@ -394,20 +442,99 @@ impl Run<'_> {
 
     /// Saves and releases the execution, publishing `event_type` with it.
     async fn finish(&mut self, event: Option<(&str, Value)>) -> Result<(), AppError> {
-        let now = self.app.now();
         self.e.lease_until = None;
         self.e.effect = None;
-        let mut tx = self.app.db().writer().begin().await?;
-        executions::remove(&mut tx, &self.consumed).await?;
-        if !persist(&mut tx, &mut self.e, &mut self.machine, now).await? {
-            return Err(AppError::Conflict("the execution changed meanwhile".into()));
+        let with = match event {
+            Some((t, detail)) => With::Event(t.to_owned(), detail),
+            None => With::Nothing,
+        };
+        self.commit(with).await.map(|_| ())
+    }
+
+    /// Saves the execution (state, log, consumed inputs) together with `with`, as one unit
+    /// of the group-commit queue, so that many executions share a transaction.
+    async fn commit(&mut self, with: With) -> Result<Committed, AppError> {
+        let now = self.app.now();
+        let mut e = self.e.clone();
+        let events = prepare(&mut e, &mut self.machine, now);
+        let consumed = std::mem::take(&mut self.consumed);
+        let result = self
+            .app
+            .writes()
+            .run(move |conn| {
+                Box::pin(async move {
+                    let mut with = with;
+                    if let With::Intent(m) = &mut with {
+                        // The send goes in the thread's current conversation, one at a time.
+                        let (Some(pnid), Some(contact_id)) =
+                            (e.phone_number_id.clone(), e.contact_id.clone())
+                        else {
+                            return Err(StoreError::Corrupt("a send without a thread".into()));
+                        };
+                        let (conversation_id, _) = conversations::current(
+                            conn,
+                            conversations::Thread {
+                                project_id: &e.project_id,
+                                phone_number_id: &pnid,
+                                contact_id: &contact_id,
+                            },
+                            &new_id(),
+                            now,
+                            CONVERSATION_IDLE_MILLIS,
+                            now,
+                        )
+                        .await?;
+                        if messages::in_flight(conn, &conversation_id).await? {
+                            return Ok((e, Committed::Busy));
+                        }
+                        m.conversation_id = Some(conversation_id.clone());
+                        e.conversation_id = Some(conversation_id);
+                    }
+                    // Consumed inputs go first, so an ending execution does not re-route them.
+                    executions::remove(conn, &consumed).await?;
+                    let Some(due) = store(conn, &e, &events, now).await? else {
+                        return Err(StoreError::Stale(format!("execution {}", e.id)));
+                    };
+                    match with {
+                        With::Nothing => {}
+                        With::Intent(m) => messages::start_send(conn, &m).await?,
+                        With::Outcome {
+                            phone_number_id,
+                            message_id,
+                            outcome,
+                        } => {
+                            let conversation_id = e.conversation_id.clone().unwrap_or_default();
+                            crate::messaging::record_outcome(
+                                conn,
+                                &e.project_id,
+                                &phone_number_id,
+                                &message_id,
+                                &conversation_id,
+                                outcome,
+                                now,
+                            )
+                            .await?;
+                        }
+                        With::Event(t, detail) => publish(conn, &e, &t, detail, now).await?,
+                    }
+                    e.revision += 1;
+                    e.due_at = due;
+                    Ok((e, Committed::Saved))
+                })
+            })
+            .await;
+        match result {
+            Ok((e, Committed::Saved)) => {
+                self.e = e;
+                Ok(Committed::Saved)
+            }
+            Ok((_, Committed::Busy)) => Ok(Committed::Busy),
+            Err(err) if chasqui_store::projects::is_unique_violation(&err) => Ok(Committed::Busy),
+            Err(StoreError::Stale(what)) => Err(AppError::Conflict(format!(
+                "{what} changed meanwhile"
+            ))),
+            Err(err) => Err(err.into()),
         }
-        if let Some((t, detail)) = event {
-            publish(&mut tx, &self.e, t, detail, now).await?;
-        }
-        tx.commit().await?;
-        self.consumed.clear();
-        Ok(())
     }
 
     async fn load_callable(
@@ -508,52 +635,22 @@ impl Run<'_> {
             created_at: now,
         };
         // The intent: the pending message (in flight) and the effect, with the state so far.
-        let mut tx = app.db().writer().begin().await?;
-        let (conversation_id, _) = conversations::current(
-            &mut tx,
-            conversations::Thread {
-                project_id: &self.e.project_id,
-                phone_number_id: &pnid,
-                contact_id: &contact_id,
-            },
-            &new_id(),
-            now,
-            CONVERSATION_IDLE_MILLIS,
-            now,
-        )
-        .await?;
-        if messages::in_flight(&mut tx, &conversation_id).await? {
-            // A proxy send of the same conversation is in flight: try again in a second.
-            tx.rollback().await?;
-            executions::release(app.db(), &self.e.id, self.e.revision, Some(now + 1_000)).await?;
-            return Ok(Sent::Parked);
-        }
-        let mut pending = pending;
-        pending.conversation_id = Some(conversation_id.clone());
-        if let Err(err) = messages::start_send(&mut tx, &pending).await {
-            tx.rollback().await?;
-            if chasqui_store::projects::is_unique_violation(&err) {
-                executions::release(app.db(), &self.e.id, self.e.revision, Some(now + 1_000))
-                    .await?;
-                return Ok(Sent::Parked);
-            }
-            return Err(err.into());
-        }
-        self.e.conversation_id = Some(conversation_id);
-        self.e.status = "running".into();
         let effect = Effect::Send {
             message_id: message_id.clone(),
             node,
             started_at: now,
             attempts: 1,
         };
+        let (status, effect_before) = (self.e.status.clone(), self.e.effect.clone());
+        self.e.status = "running".into();
         self.e.effect = Some(serde_json::to_string(&effect).unwrap_or_default());
-        executions::remove(&mut tx, &self.consumed).await?;
-        if !persist(&mut tx, &mut self.e, &mut self.machine, now).await? {
-            return Err(AppError::Conflict("the execution changed meanwhile".into()));
+        if let Committed::Busy = self.commit(With::Intent(pending)).await? {
+            // A proxy send of the same conversation is in flight: try again in a second.
+            self.e.status = status;
+            self.e.effect = effect_before;
+            executions::release(app.db(), &self.e.id, self.e.revision, Some(now + 1_000)).await?;
+            return Ok(Sent::Parked);
         }
-        tx.commit().await?;
-        self.consumed.clear();
         self.call_meta(&number, &message_id, request, kind, content, effect)
             .await
     }
@@ -625,22 +722,12 @@ impl Run<'_> {
             self.machine.effect_done(&w, result, None);
         }
         self.e.effect = None;
-        let mut tx = app.db().writer().begin().await?;
-        let conversation_id = self.e.conversation_id.clone().unwrap_or_default();
-        crate::messaging::record_outcome(
-            &mut tx,
-            &self.e.project_id,
-            &number.phone_number_id,
-            message_id,
-            &conversation_id,
+        self.commit(With::Outcome {
+            phone_number_id: number.phone_number_id.clone(),
+            message_id: message_id.to_owned(),
             outcome,
-            now,
-        )
+        })
         .await?;
-        if !persist(&mut tx, &mut self.e, &mut self.machine, now).await? {
-            return Err(AppError::Conflict("the execution changed meanwhile".into()));
-        }
-        tx.commit().await?;
         Ok(Sent::Continue)
     }
 
@@ -736,11 +823,7 @@ impl Run<'_> {
             attempts: attempts + 1,
         };
         self.e.effect = Some(serde_json::to_string(&effect).unwrap_or_default());
-        let mut tx = app.db().writer().begin().await?;
-        if !persist(&mut tx, &mut self.e, &mut self.machine, now).await? {
-            return Err(AppError::Conflict("the execution changed meanwhile".into()));
-        }
-        tx.commit().await?;
+        self.commit(With::Nothing).await?;
         tracing::info!(execution_id = %self.e.id, %message_id, attempt = attempts + 1, "resending an interrupted workflow send");
         self.call_meta(&number, &message_id, request, kind, content, effect)
             .await

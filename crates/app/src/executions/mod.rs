@@ -292,7 +292,7 @@ pub async fn start(
     if let Some(data) = input.initial_data.filter(|d| !d.is_null()) {
         vars.insert("initial_data".into(), data);
     }
-    let (mut e, _) = new_execution(
+    let (e, _) = new_execution(
         app,
         &w,
         "api_call",
@@ -303,38 +303,51 @@ pub async fn start(
     )
     .await?;
     let now = app.now();
-    let mut tx = app.db().writer().begin().await?;
-    if let (Some(pnid), Some(wa_id)) = (&thread.phone_number_id, &thread.wa_id) {
-        let identity = chasqui_store::contacts::Identity {
-            wa_id: Some(wa_id.clone()),
-            user_id: None,
-            profile_name: None,
-        };
-        let contact_id =
-            chasqui_store::contacts::upsert(&mut tx, project_id, &identity, &new_id(), now).await?;
-        let (conversation_id, _) = chasqui_store::conversations::current(
-            &mut tx,
-            chasqui_store::conversations::Thread {
-                project_id,
-                phone_number_id: pnid,
-                contact_id: &contact_id,
-            },
-            &new_id(),
-            now,
-            chasqui_core::status::CONVERSATION_IDLE_MILLIS,
-            now,
-        )
-        .await?;
-        e.contact_id = Some(contact_id);
-        e.conversation_id = Some(conversation_id.clone());
-        let mut state: State = serde_json::from_str(&e.state).unwrap_or_default();
-        state
-            .context
-            .insert("conversation_id".into(), json!(conversation_id));
-        e.state = serde_json::to_string(&state).unwrap_or_default();
-    }
-    match executions::insert(&mut tx, &e).await {
-        Ok(()) => {}
+    // One unit of the group-commit queue: bursts of API starts share transactions.
+    let project = project_id.to_owned();
+    let inserted = app
+        .writes()
+        .run(move |conn| {
+            Box::pin(async move {
+                let mut e = e;
+                if let (Some(pnid), Some(wa_id)) = (&thread.phone_number_id, &thread.wa_id) {
+                    let identity = chasqui_store::contacts::Identity {
+                        wa_id: Some(wa_id.clone()),
+                        user_id: None,
+                        profile_name: None,
+                    };
+                    let contact_id =
+                        chasqui_store::contacts::upsert(conn, &project, &identity, &new_id(), now)
+                            .await?;
+                    let (conversation_id, _) = chasqui_store::conversations::current(
+                        conn,
+                        chasqui_store::conversations::Thread {
+                            project_id: &project,
+                            phone_number_id: pnid,
+                            contact_id: &contact_id,
+                        },
+                        &new_id(),
+                        now,
+                        chasqui_core::status::CONVERSATION_IDLE_MILLIS,
+                        now,
+                    )
+                    .await?;
+                    e.contact_id = Some(contact_id);
+                    e.conversation_id = Some(conversation_id.clone());
+                    let mut state: State = serde_json::from_str(&e.state).unwrap_or_default();
+                    state
+                        .context
+                        .insert("conversation_id".into(), json!(conversation_id));
+                    e.state = serde_json::to_string(&state).unwrap_or_default();
+                }
+                executions::insert(conn, &e).await?;
+                executions::append_events(conn, &e.id, &[started_event(&e)]).await?;
+                Ok(e)
+            })
+        })
+        .await;
+    let e = match inserted {
+        Ok(e) => e,
         Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
             return Err(AppError::Conflict(
                 "another execution is already driving this customer's conversation on that number"
@@ -342,9 +355,7 @@ pub async fn start(
             ));
         }
         Err(err) => return Err(err.into()),
-    }
-    executions::append_events(&mut tx, &e.id, &[started_event(&e)]).await?;
-    tx.commit().await?;
+    };
     app.wake();
     Ok(e)
 }

@@ -94,12 +94,17 @@ pub async fn route_pending(app: &App) -> Result<usize, AppError> {
             None => threads.push(vec![row]),
         }
     }
-    for thread in threads {
+    // Threads are independent: route them together (their writes share group commits).
+    let routes = threads.into_iter().map(|thread| async move {
         let ids: Vec<String> = thread.iter().map(|i| i.id.clone()).collect();
         if let Err(e) = route_thread(app, thread).await {
             tracing::warn!(error = %e, "routing customer messages to workflows failed; retrying");
             executions::release_inputs(app.db(), &ids).await?;
         }
+        Ok::<(), AppError>(())
+    });
+    for result in futures::future::join_all(routes).await {
+        result?;
     }
     if n > 0 {
         app.wake();
@@ -150,40 +155,46 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
         e.state = serde_json::to_string(&state).unwrap_or_default();
         candidate = Some((e, w.message_debounce_seconds));
     }
-    let mut tx = app.db().writer().begin().await?;
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    match executions::driving(&mut tx, &first.phone_number_id, &first.contact_id).await? {
-        Some(e) if e.status == "handoff" => {
-            // A person owns the conversation.
-            executions::remove(&mut tx, &ids).await?;
-        }
-        Some(e) => {
-            executions::attach(&mut tx, &ids, &e.id).await?;
-            let debounce = chasqui_store::workflows::get(app.db(), &e.project_id, &e.workflow_id)
-                .await?
-                .map_or(0, |w| w.message_debounce_seconds * 1000);
-            let last = rows.last().map_or(now, |r| r.received_at);
-            executions::wake_at(&mut tx, &e.id, last + debounce).await?;
-        }
-        None => match candidate {
-            None => executions::remove(&mut tx, &ids).await?,
-            Some((e, _)) => {
-                match executions::insert(&mut tx, &e).await {
-                    Ok(()) => {}
-                    Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
-                        // Another node started one this instant: route again next pass.
-                        tx.rollback().await?;
-                        executions::release_inputs(app.db(), &ids).await?;
-                        return Ok(());
+    let (pnid, contact_id) = (first.phone_number_id.clone(), first.contact_id.clone());
+    let last = rows.last().map_or(now, |r| r.received_at);
+    let routed = app
+        .writes()
+        .run(move |conn| {
+            Box::pin(async move {
+                match executions::driving(conn, &pnid, &contact_id).await? {
+                    Some(e) if e.status == "handoff" => {
+                        // A person owns the conversation.
+                        executions::remove(conn, &ids).await?;
                     }
-                    Err(err) => return Err(err.into()),
+                    Some(e) => {
+                        executions::attach(conn, &ids, &e.id).await?;
+                        let debounce =
+                            chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id).await?;
+                        executions::wake_at(conn, &e.id, last + debounce * 1000).await?;
+                    }
+                    None => match candidate {
+                        None => executions::remove(conn, &ids).await?,
+                        Some((e, _)) => {
+                            executions::insert(conn, &e).await?;
+                            executions::append_events(conn, &e.id, &[started_event(&e)]).await?;
+                            executions::remove(conn, &ids[..1]).await?;
+                            executions::attach(conn, &ids[1..], &e.id).await?;
+                        }
+                    },
                 }
-                executions::append_events(&mut tx, &e.id, &[started_event(&e)]).await?;
-                executions::remove(&mut tx, &ids[..1]).await?;
-                executions::attach(&mut tx, &ids[1..], &e.id).await?;
-            }
-        },
+                Ok(())
+            })
+        })
+        .await;
+    match routed {
+        Ok(()) => Ok(()),
+        // Another node started one this instant: route again next pass.
+        Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            executions::release_inputs(app.db(), &ids).await?;
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
     }
-    tx.commit().await?;
-    Ok(())
 }
