@@ -27,7 +27,12 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -109,11 +114,7 @@ async fn setup(api: &Api, definition: Value, trigger: Value) -> anyhow::Result<(
     Ok((pnid, wid))
 }
 
-async fn wait_for(
-    api: &Api,
-    what: &str,
-    check: impl Fn(u64, u64) -> bool,
-) -> anyhow::Result<()> {
+async fn wait_for(api: &Api, what: &str, check: impl Fn(u64, u64) -> bool) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let (waiting, ended) = api.counts().await?;
@@ -166,7 +167,12 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         "edges": [edge("start", "ask", "next"), edge("ask", "wait", "next"), edge("wait", "route", "next"),
                   edge("route", "done", "yes"), edge("route", "later", "no")],
     });
-    let (pnid, wid) = setup(&api, definition, json!({"trigger_type": "inbound_message", "active": true})).await?;
+    let (pnid, wid) = setup(
+        &api,
+        definition,
+        json!({"trigger_type": "inbound_message", "active": true}),
+    )
+    .await?;
     let run_id = chasqui_core::ids::random_digits(4);
     let customer = |i: usize| format!("1557{run_id}{i:07}");
     let (waiting0, ended0) = api.counts().await?;
@@ -196,7 +202,10 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let n = plan.customers as u64;
-    wait_for(&api, "every customer asked", |waiting, _| waiting >= waiting0 + n).await?;
+    wait_for(&api, "every customer asked", |waiting, _| {
+        waiting >= waiting0 + n
+    })
+    .await?;
     let asked = started.elapsed();
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(0..plan.customers)
         .map(|i| say(i, if i % 2 == 0 { "yes" } else { "no" }))
@@ -204,7 +213,10 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    wait_for(&api, "every conversation complete", |_, ended| ended >= ended0 + n).await?;
+    wait_for(&api, "every conversation complete", |_, ended| {
+        ended >= ended0 + n
+    })
+    .await?;
     let elapsed = started.elapsed();
 
     // Step latency from the step log: an input (start or reply) to the send it caused.
@@ -222,7 +234,10 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         if rows.is_empty() {
             break;
         }
-        for e in rows.iter().take(2000usize.saturating_sub(latencies.len() / 2)) {
+        for e in rows
+            .iter()
+            .take(2000usize.saturating_sub(latencies.len() / 2))
+        {
             let id = e["id"].as_str().unwrap_or_default();
             let events = api
                 .call(
@@ -301,7 +316,10 @@ async fn park(api: &Api, plan: &FlowsPlan) -> anyhow::Result<()> {
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let n = plan.park as u64;
-    wait_for(api, "every execution parked", |waiting, _| waiting >= waiting0 + n).await?;
+    wait_for(api, "every execution parked", |waiting, _| {
+        waiting >= waiting0 + n
+    })
+    .await?;
     println!(
         "parked {} executions in waits in {:.1} s ({:.0} starts/s)",
         plan.park,

@@ -952,8 +952,12 @@ async fn sends_of_every_kind_reach_the_phone(backend: Backend) {
     assert_eq!(outbox(&h).await, vec!["hello_world"]);
 
     // Inside the window: every interactive kind, built from Kapso's flat keys, is accepted.
-    h.customer_says("5215550006666", "Ivo", json!({"type": "text", "text": {"body": "hello"}}))
-        .await;
+    h.customer_says(
+        "5215550006666",
+        "Ivo",
+        json!({"type": "text", "text": {"body": "hello"}}),
+    )
+    .await;
     let def = json!({
         "nodes": [
             node("start", "start", json!({})),
@@ -984,7 +988,10 @@ async fn sends_of_every_kind_reach_the_phone(backend: Backend) {
         vec!["hello_world", "b1", "b2", "b3", "b4", "b5"]
     );
     let (_, raw) = h
-        .get(&format!("/sandbox/v1/phone_numbers/{}/outbox", h.sandbox_pnid))
+        .get(&format!(
+            "/sandbox/v1/phone_numbers/{}/outbox",
+            h.sandbox_pnid
+        ))
         .await;
     let flow = &raw["data"][4]["interactive"]["action"]["parameters"];
     assert_eq!(flow["flow_token"], "tok-7");

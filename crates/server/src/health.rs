@@ -68,7 +68,9 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
                  # TYPE chasqui_workflow_executions gauge\n{}",
                 executions
                     .iter()
-                    .map(|(status, n)| format!("chasqui_workflow_executions{{status=\"{status}\"}} {n}\n"))
+                    .map(|(status, n)| format!(
+                        "chasqui_workflow_executions{{status=\"{status}\"}} {n}\n"
+                    ))
                     .collect::<String>()
             ),
         ),

@@ -530,9 +530,9 @@ impl Run<'_> {
             }
             Ok((_, Committed::Busy)) => Ok(Committed::Busy),
             Err(err) if chasqui_store::projects::is_unique_violation(&err) => Ok(Committed::Busy),
-            Err(StoreError::Stale(what)) => Err(AppError::Conflict(format!(
-                "{what} changed meanwhile"
-            ))),
+            Err(StoreError::Stale(what)) => {
+                Err(AppError::Conflict(format!("{what} changed meanwhile")))
+            }
             Err(err) => Err(err.into()),
         }
     }

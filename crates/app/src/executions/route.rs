@@ -170,7 +170,8 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
                     Some(e) => {
                         executions::attach(conn, &ids, &e.id).await?;
                         let debounce =
-                            chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id).await?;
+                            chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id)
+                                .await?;
                         executions::wake_at(conn, &e.id, last + debounce * 1000).await?;
                     }
                     None => match candidate {
