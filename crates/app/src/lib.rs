@@ -134,6 +134,32 @@ impl App {
         })
     }
 
+    /// Runs a unit of the group-commit queue, building it afresh for another attempt when it
+    /// lost a deadlock or serialization conflict (PostgreSQL aborts one of two transactions
+    /// that wait on each other); at most three attempts.
+    pub async fn write_unit<T, M, F>(&self, mut make: M) -> chasqui_store::Result<T>
+    where
+        T: Send + 'static,
+        M: FnMut() -> F,
+        F: for<'c> FnOnce(
+                &'c mut chasqui_store::Conn,
+            ) -> futures::future::BoxFuture<'c, chasqui_store::Result<T>>
+            + Send
+            + 'static,
+    {
+        let mut attempt = 1u64;
+        loop {
+            match self.writes().run(make()).await {
+                Err(e) if e.is_retryable_conflict() && attempt < 3 => {
+                    tracing::debug!(error = %e, attempt, "write unit conflicted; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Workflow definitions loaded on this node.
     pub fn definitions(&self) -> &DefinitionCache {
         &self.inner.definitions

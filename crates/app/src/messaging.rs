@@ -278,10 +278,11 @@ enum Begun {
 /// Stores the contact, its current conversation and the pending in-flight message in one
 /// group-committed unit.
 async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, SendError> {
-    let (wa_id, mut message, now) = (wa_id.to_owned(), message.clone(), app.now());
+    let now = app.now();
     let begun = app
-        .writes()
-        .run(move |conn| {
+        .write_unit(|| {
+            let (wa_id, mut message) = (wa_id.to_owned(), message.clone());
+            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<Begun>> {
             Box::pin(async move {
                 let identity = Identity {
                     wa_id: Some(wa_id),
@@ -312,7 +313,7 @@ async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, Se
                 messages::start_send(conn, &message).await?;
                 Ok(Begun::Started(conversation_id))
             })
-        })
+        }})
         .await;
     match begun {
         Ok(b) => Ok(b),
@@ -323,6 +324,7 @@ async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, Se
 }
 
 /// How Meta answered a send.
+#[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// Meta accepted it under this wamid.
     Accepted {
@@ -345,9 +347,11 @@ async fn finish(
     outcome: Outcome,
 ) -> Result<(), SendError> {
     let now = app.now();
-    let (project_id, phone_number_id) = (number.project_id.clone(), number.phone_number_id.clone());
-    app.writes()
-        .run(move |conn| {
+    app.write_unit(|| {
+        let (project_id, phone_number_id) =
+            (number.project_id.clone(), number.phone_number_id.clone());
+        let (id, conversation_id, outcome) = (id.clone(), conversation_id.clone(), outcome.clone());
+        move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<()>> {
             Box::pin(async move {
                 record_outcome(
                     conn,
@@ -360,8 +364,9 @@ async fn finish(
                 )
                 .await
             })
-        })
-        .await?;
+        }
+    })
+    .await?;
     Ok(())
 }
 

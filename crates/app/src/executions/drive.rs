@@ -208,6 +208,7 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
 }
 
 /// Writes that go with a save of the execution, in the same unit.
+#[derive(Clone)]
 enum With {
     /// Only the execution.
     Nothing,
@@ -460,67 +461,73 @@ impl Run<'_> {
         let consumed = std::mem::take(&mut self.consumed);
         let result = self
             .app
-            .writes()
-            .run(move |conn| {
-                Box::pin(async move {
-                    let mut with = with;
-                    if let With::Intent(m) = &mut with {
-                        // The send goes in the thread's current conversation, one at a time.
-                        let (Some(pnid), Some(contact_id)) =
-                            (e.phone_number_id.clone(), e.contact_id.clone())
-                        else {
-                            return Err(StoreError::Corrupt("a send without a thread".into()));
-                        };
-                        let (conversation_id, _) = conversations::current(
-                            conn,
-                            conversations::Thread {
-                                project_id: &e.project_id,
-                                phone_number_id: &pnid,
-                                contact_id: &contact_id,
-                            },
-                            &new_id(),
-                            now,
-                            CONVERSATION_IDLE_MILLIS,
-                            now,
-                        )
-                        .await?;
-                        if messages::in_flight(conn, &conversation_id).await? {
-                            return Ok((e, Committed::Busy));
-                        }
-                        m.conversation_id = Some(conversation_id.clone());
-                        e.conversation_id = Some(conversation_id);
-                    }
-                    // Consumed inputs go first, so an ending execution does not re-route them.
-                    executions::remove(conn, &consumed).await?;
-                    let Some(due) = store(conn, &e, &events, now).await? else {
-                        return Err(StoreError::Stale(format!("execution {}", e.id)));
-                    };
-                    match with {
-                        With::Nothing => {}
-                        With::Intent(m) => messages::start_send(conn, &m).await?,
-                        With::Outcome {
-                            phone_number_id,
-                            message_id,
-                            outcome,
-                        } => {
-                            let conversation_id = e.conversation_id.clone().unwrap_or_default();
-                            crate::messaging::record_outcome(
+            .write_unit(|| {
+                let (mut e, events, consumed, with) =
+                    (e.clone(), events.clone(), consumed.clone(), with.clone());
+                move |conn: &mut Conn| -> futures::future::BoxFuture<
+                    '_,
+                    Result<(Execution, Committed), StoreError>,
+                > {
+                    Box::pin(async move {
+                        let mut with = with;
+                        if let With::Intent(m) = &mut with {
+                            // The send goes in the thread's current conversation, one at a time.
+                            let (Some(pnid), Some(contact_id)) =
+                                (e.phone_number_id.clone(), e.contact_id.clone())
+                            else {
+                                return Err(StoreError::Corrupt("a send without a thread".into()));
+                            };
+                            let (conversation_id, _) = conversations::current(
                                 conn,
-                                &e.project_id,
-                                &phone_number_id,
-                                &message_id,
-                                &conversation_id,
-                                outcome,
+                                conversations::Thread {
+                                    project_id: &e.project_id,
+                                    phone_number_id: &pnid,
+                                    contact_id: &contact_id,
+                                },
+                                &new_id(),
+                                now,
+                                CONVERSATION_IDLE_MILLIS,
                                 now,
                             )
                             .await?;
+                            if messages::in_flight(conn, &conversation_id).await? {
+                                return Ok((e, Committed::Busy));
+                            }
+                            m.conversation_id = Some(conversation_id.clone());
+                            e.conversation_id = Some(conversation_id);
                         }
-                        With::Event(t, detail) => publish(conn, &e, &t, detail, now).await?,
-                    }
-                    e.revision += 1;
-                    e.due_at = due;
-                    Ok((e, Committed::Saved))
-                })
+                        // Consumed inputs go first, so an ending execution does not re-route them.
+                        executions::remove(conn, &consumed).await?;
+                        let Some(due) = store(conn, &e, &events, now).await? else {
+                            return Err(StoreError::Stale(format!("execution {}", e.id)));
+                        };
+                        match with {
+                            With::Nothing => {}
+                            With::Intent(m) => messages::start_send(conn, &m).await?,
+                            With::Outcome {
+                                phone_number_id,
+                                message_id,
+                                outcome,
+                            } => {
+                                let conversation_id = e.conversation_id.clone().unwrap_or_default();
+                                crate::messaging::record_outcome(
+                                    conn,
+                                    &e.project_id,
+                                    &phone_number_id,
+                                    &message_id,
+                                    &conversation_id,
+                                    outcome,
+                                    now,
+                                )
+                                .await?;
+                            }
+                            With::Event(t, detail) => publish(conn, &e, &t, detail, now).await?,
+                        }
+                        e.revision += 1;
+                        e.due_at = due;
+                        Ok((e, Committed::Saved))
+                    })
+                }
             })
             .await;
         match result {

@@ -306,8 +306,9 @@ pub async fn start(
     // One unit of the group-commit queue: bursts of API starts share transactions.
     let project = project_id.to_owned();
     let inserted = app
-        .writes()
-        .run(move |conn| {
+        .write_unit(|| {
+            let (e, thread, project) = (e.clone(), thread.clone(), project.clone());
+            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<Execution>> {
             Box::pin(async move {
                 let mut e = e;
                 if let (Some(pnid), Some(wa_id)) = (&thread.phone_number_id, &thread.wa_id) {
@@ -344,7 +345,7 @@ pub async fn start(
                 executions::append_events(conn, &e.id, &[started_event(&e)]).await?;
                 Ok(e)
             })
-        })
+        }})
         .await;
     let e = match inserted {
         Ok(e) => e,

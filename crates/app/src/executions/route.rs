@@ -159,8 +159,10 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
     let (pnid, contact_id) = (first.phone_number_id.clone(), first.contact_id.clone());
     let last = rows.last().map_or(now, |r| r.received_at);
     let routed = app
-        .writes()
-        .run(move |conn| {
+        .write_unit(|| {
+            let (pnid, contact_id, ids, candidate) =
+                (pnid.clone(), contact_id.clone(), ids.clone(), candidate.clone());
+            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<()>> {
             Box::pin(async move {
                 match executions::driving(conn, &pnid, &contact_id).await? {
                     Some(e) if e.status == "handoff" => {
@@ -186,7 +188,7 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
                 }
                 Ok(())
             })
-        })
+        }})
         .await;
     match routed {
         Ok(()) => Ok(()),

@@ -120,6 +120,13 @@ impl Harness {
         extra: ConfigArgs,
         clock: std::sync::Arc<dyn chasqui_core::Clock>,
     ) -> Self {
+        // RUST_LOG=warn (or finer) shows the node's logs in a failing test's output.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let args = ConfigArgs {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
