@@ -298,6 +298,9 @@ impl Receiver {
                         .lock()
                         .expect("lock")
                         .push((path.clone(), headers, v));
+                    if path.starts_with("/slow") {
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
+                    }
                     if path.starts_with("/fail") {
                         (
                             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -1002,3 +1005,136 @@ async fn sends_of_every_kind_reach_the_phone(backend: Backend) {
     );
 }
 both_backends!(sends_of_every_kind_reach_the_phone);
+
+/// Messages that arrive while a step runs wait for the execution, in order.
+async fn messages_during_a_step_are_queued_in_order(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (receiver, base) = Receiver::start().await;
+    let def = json!({
+        "nodes": [
+            node("start", "start", json!({})),
+            node("slow", "webhook", json!({"url": format!("{base}/slow"), "method": "POST", "body": {"hi": 1}})),
+            node("w1", "wait_for_response", json!({"save_response_to": "m1"})),
+            node("w2", "wait_for_response", json!({"save_response_to": "m2"})),
+            node("w3", "wait_for_response", json!({"save_response_to": "m3"})),
+        ],
+        "edges": [edge("start", "slow", "next"), edge("slow", "w1", "next"), edge("w1", "w2", "next"), edge("w2", "w3", "next")],
+    });
+    let wid = active_workflow(&h, "Slow", def, 0).await;
+    trigger(&h, &wid, json!({"trigger_type": "api_call"})).await;
+    let id = start_api(
+        &h,
+        &wid,
+        json!({"workflow_execution": {"phone_number": "+5215550001212", "phone_number_id": h.sandbox_pnid}}),
+    )
+    .await;
+    wait_until("the slow step running", || async {
+        !receiver.bodies("/slow").is_empty()
+    })
+    .await;
+    for text in ["first", "second", "third"] {
+        h.customer_says(
+            "5215550001212",
+            "Q",
+            json!({"type": "text", "text": {"body": text}}),
+        )
+        .await;
+    }
+    let e = wait_status(&h, &id, "ended").await;
+    let vars = &e["execution_context"]["vars"];
+    assert_eq!(
+        (vars["m1"].clone(), vars["m2"].clone(), vars["m3"].clone()),
+        (json!("first"), json!("second"), json!("third")),
+        "{e}"
+    );
+    assert_eq!(receiver.bodies("/slow").len(), 1, "the step ran once");
+}
+both_backends!(messages_during_a_step_are_queued_in_order);
+
+async fn reads(h: &Harness) -> Vec<Value> {
+    let (status, body) = h
+        .get(&format!(
+            "/sandbox/v1/phone_numbers/{}/reads",
+            h.sandbox_pnid
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// `inbound_message_read_mode`: messages routed to a workflow are marked read (and show a
+/// typing indicator) as the workflow asks.
+async fn read_receipts_follow_the_read_mode(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let def = json!({
+        "nodes": [node("start", "start", json!({})), node("wait", "wait_for_response", json!({"save_response_to": "a"}))],
+        "edges": [edge("start", "wait", "next")],
+    });
+    let (status, body) = h
+        .post(
+            "/platform/v1/workflows",
+            json!({"workflow": {"name": "Reader", "status": "active", "definition": def, "inbound_message_read_mode": "read_only"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let wid = body["data"]["id"].as_str().expect("id").to_owned();
+    trigger(
+        &h,
+        &wid,
+        json!({"trigger_type": "inbound_message", "phone_number_id": h.sandbox_pnid, "active": true}),
+    )
+    .await;
+    let set_mode = |mode: &'static str| {
+        let h = &h;
+        let wid = wid.clone();
+        async move {
+            let (status, body) = h
+                .send(
+                    reqwest::Method::PATCH,
+                    &format!("/platform/v1/workflows/{wid}"),
+                    json!({"workflow": {"inbound_message_read_mode": mode}}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let one = h
+        .customer_says(
+            "5215550003434",
+            "R",
+            json!({"type": "text", "text": {"body": "one"}}),
+        )
+        .await;
+    wait_until("a read receipt", || async { reads(&h).await.len() == 1 }).await;
+    assert_eq!(
+        reads(&h).await[0],
+        json!({"message_id": one, "typing_indicator": null})
+    );
+    set_mode("read_with_typing").await;
+    let two = h
+        .customer_says(
+            "5215550003434",
+            "R",
+            json!({"type": "text", "text": {"body": "two"}}),
+        )
+        .await;
+    wait_until("a second receipt", || async { reads(&h).await.len() == 2 }).await;
+    assert_eq!(
+        reads(&h).await[1],
+        json!({"message_id": two, "typing_indicator": {"type": "text"}})
+    );
+    set_mode("disabled").await;
+    h.customer_says(
+        "5215550003434",
+        "R",
+        json!({"type": "text", "text": {"body": "three"}}),
+    )
+    .await;
+    wait_until("a second execution", || async {
+        executions_of(&h, &wid).await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reads(&h).await.len(), 2);
+}
+both_backends!(read_receipts_follow_the_read_mode);

@@ -16,6 +16,7 @@ pub(crate) fn control_router(sandbox: Sandbox) -> Router {
         .route("/v1/phone_numbers/{id}/inbound", post(inbound))
         .route("/v1/phone_numbers/{id}/statuses", post(statuses))
         .route("/v1/phone_numbers/{id}/outbox", get(outbox))
+        .route("/v1/phone_numbers/{id}/reads", get(reads))
         .route(
             "/v1/phone_numbers/{id}/faults",
             get(get_faults).put(put_faults),
@@ -53,6 +54,13 @@ async fn outbox(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, SandboxError> {
     Ok(Json(json!({ "data": sandbox.outbox(&id)? })))
+}
+
+async fn reads(
+    State(sandbox): State<Sandbox>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, SandboxError> {
+    Ok(Json(json!({ "data": sandbox.reads(&id)? })))
 }
 
 async fn get_faults(

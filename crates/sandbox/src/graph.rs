@@ -177,6 +177,18 @@ impl Sandbox {
             );
         }
         if request.get("status").and_then(Value::as_str) == Some("read") {
+            let Some(message_id) = request.get("message_id").and_then(Value::as_str) else {
+                return param_error("The parameter message_id is required.");
+            };
+            let receipt = json!({
+                "message_id": message_id,
+                "typing_indicator": request.get("typing_indicator").cloned().unwrap_or(Value::Null),
+            });
+            self.world()
+                .reads
+                .entry(phone_number_id.to_owned())
+                .or_default()
+                .push(receipt);
             return Json(json!({ "success": true })).into_response();
         }
         let Some(to) = request

@@ -174,6 +174,8 @@ pub(crate) struct UploadSession {
 pub(crate) struct World {
     pub(crate) numbers: HashMap<String, NumberConfig>,
     pub(crate) outbox: HashMap<String, Vec<Value>>,
+    /// Mark-as-read requests (with their typing indicators) per number, oldest first.
+    pub(crate) reads: HashMap<String, Vec<Value>>,
     pub(crate) media: HashMap<String, StoredMedia>,
     pub(crate) faults: HashMap<String, Faults>,
     /// When each simulated customer last wrote to each number (epoch seconds).
@@ -312,6 +314,7 @@ impl Sandbox {
         let mut w = self.world();
         w.numbers.remove(phone_number_id);
         w.outbox.remove(phone_number_id);
+        w.reads.remove(phone_number_id);
     }
 
     pub(crate) fn number(&self, phone_number_id: &str) -> Result<NumberConfig, SandboxError> {
@@ -413,6 +416,18 @@ impl Sandbox {
         Ok(self
             .world()
             .outbox
+            .get(phone_number_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The mark-as-read requests the business made on a number (blue ticks and typing
+    /// indicators the customer saw), oldest first.
+    pub fn reads(&self, phone_number_id: &str) -> Result<Vec<Value>, SandboxError> {
+        self.number(phone_number_id)?;
+        Ok(self
+            .world()
+            .reads
             .get(phone_number_id)
             .cloned()
             .unwrap_or_default())

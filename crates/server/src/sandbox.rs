@@ -22,6 +22,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/phone_numbers/{id}/inbound", post(inbound))
         .route("/phone_numbers/{id}/statuses", post(statuses))
         .route("/phone_numbers/{id}/outbox", get(outbox))
+        .route("/phone_numbers/{id}/reads", get(reads))
         .route(
             "/phone_numbers/{id}/faults",
             get(get_faults).put(put_faults),
@@ -123,6 +124,20 @@ async fn outbox(
     }
     match state.sandbox.outbox(&id) {
         Ok(messages) => Json(json!({ "data": messages })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn reads(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = sandbox_number(&state, &headers, &id).await {
+        return e.into_response();
+    }
+    match state.sandbox.reads(&id) {
+        Ok(receipts) => Json(json!({ "data": receipts })).into_response(),
         Err(e) => e.into_response(),
     }
 }

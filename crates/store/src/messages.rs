@@ -477,3 +477,24 @@ pub async fn body(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<St
             .await?,
     )
 }
+
+/// Puts back in flight a send that a proxy request ended as `interrupted` (its node died
+/// mid-call) while its workflow had not reconciled it yet; returns whether it did. A unique
+/// violation means another send of the conversation is in flight.
+pub async fn revive_interrupted(
+    conn: &mut AnyConnection,
+    id: &str,
+    pending_rank: i64,
+    now: i64,
+) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE messages SET in_flight = 1, status = 'pending', status_rank = $1, error = NULL, updated_at = $2 \
+         WHERE id = $3 AND status = 'failed' AND error LIKE 'interrupted%' AND wamid LIKE 'pending.%'",
+    )
+    .bind(pending_rank)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

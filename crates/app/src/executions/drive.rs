@@ -770,7 +770,38 @@ impl Run<'_> {
             );
             return Ok(Sent::Continue);
         }
-        if status == "failed" {
+        if status == "failed"
+            && error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("interrupted"))
+        {
+            // A proxy send gave up on it; nothing says it reached Meta: revive it and resend.
+            let rank = chasqui_core::status::MessageStatus::Pending.rank();
+            let revived = app
+                .write_unit(|| {
+                    let id = message_id.clone();
+                    move |conn: &mut Conn| -> futures::future::BoxFuture<'_, Result<bool, StoreError>> {
+                        Box::pin(async move {
+                            messages::revive_interrupted(conn, &id, rank, now).await
+                        })
+                    }
+                })
+                .await;
+            match revived {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(AppError::Conflict(format!(
+                        "the interrupted send {message_id} changed meanwhile"
+                    )));
+                }
+                Err(e) if chasqui_store::projects::is_unique_violation(&e) => {
+                    executions::release(app.db(), &self.e.id, self.e.revision, Some(now + 1_000))
+                        .await?;
+                    return Ok(Sent::Parked);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else if status == "failed" {
             self.e.effect = None;
             self.effect_failed(format!(
                 "the message could not be sent: {}",
@@ -779,7 +810,7 @@ impl Run<'_> {
             return Ok(Sent::Continue);
         }
         let lease = app.settings().workflow_step_lease_ms;
-        if now < started_at + lease {
+        if status != "failed" && now < started_at + lease {
             executions::release(
                 app.db(),
                 &self.e.id,

@@ -162,12 +162,13 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
         .write_unit(|| {
             let (pnid, contact_id, ids, candidate) =
                 (pnid.clone(), contact_id.clone(), ids.clone(), candidate.clone());
-            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<()>> {
+            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<Option<String>>> {
             Box::pin(async move {
                 match executions::driving(conn, &pnid, &contact_id).await? {
                     Some(e) if e.status == "handoff" => {
                         // A person owns the conversation.
                         executions::remove(conn, &ids).await?;
+                        Ok(None)
                     }
                     Some(e) => {
                         executions::attach(conn, &ids, &e.id).await?;
@@ -175,23 +176,45 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
                             chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id)
                                 .await?;
                         executions::wake_at(conn, &e.id, last + debounce * 1000).await?;
+                        Ok(Some(e.workflow_id))
                     }
                     None => match candidate {
-                        None => executions::remove(conn, &ids).await?,
+                        None => {
+                            executions::remove(conn, &ids).await?;
+                            Ok(None)
+                        }
                         Some((e, _)) => {
                             executions::insert(conn, &e).await?;
                             executions::append_events(conn, &e.id, &[started_event(&e)]).await?;
                             executions::remove(conn, &ids[..1]).await?;
                             executions::attach(conn, &ids[1..], &e.id).await?;
+                            Ok(Some(e.workflow_id))
                         }
                     },
                 }
-                Ok(())
             })
         }})
         .await;
     match routed {
-        Ok(()) => Ok(()),
+        Ok(Some(workflow_id)) => {
+            let wamid = rows
+                .iter()
+                .rev()
+                .filter_map(|r| serde_json::from_str::<Value>(&r.input).ok())
+                .find_map(|v| v.get("wamid").and_then(Value::as_str).map(str::to_owned));
+            if let Some(wamid) = wamid {
+                mark_read(
+                    app,
+                    &first.project_id,
+                    &first.phone_number_id,
+                    &workflow_id,
+                    wamid,
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        Ok(None) => Ok(()),
         // Another node started one this instant: route again next pass.
         Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
@@ -200,4 +223,56 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Marks the customer's latest message read (with a typing indicator for
+/// `read_with_typing`) when the workflow's `inbound_message_read_mode` asks for it. Best
+/// effort, in the background: a failed receipt never holds a workflow back.
+async fn mark_read(
+    app: &App,
+    project_id: &str,
+    phone_number_id: &str,
+    workflow_id: &str,
+    wamid: String,
+) -> Result<(), AppError> {
+    let Some(w) = chasqui_store::workflows::get(app.db(), project_id, workflow_id).await? else {
+        return Ok(());
+    };
+    let mut body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": wamid});
+    match w.inbound_message_read_mode.as_str() {
+        "read_only" => {}
+        "read_with_typing" => body["typing_indicator"] = json!({"type": "text"}),
+        _ => return Ok(()),
+    }
+    let Some(number) = chasqui_store::numbers::find(app.db(), project_id, phone_number_id).await?
+    else {
+        return Ok(());
+    };
+    let app = app.clone();
+    tokio::spawn(async move {
+        let sent = async {
+            let creds = crate::numbers::credentials(&app, &number).map_err(|e| e.to_string())?;
+            let graph = chasqui_meta::graph::GraphClient::new(
+                app.http().clone(),
+                &app.graph_base_url(number.kind),
+            );
+            let (status, answer) = graph
+                .send_message(
+                    &number.phone_number_id,
+                    creds.access_token.expose(),
+                    body.to_string().into_bytes(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("{status} {}", String::from_utf8_lossy(&answer)))
+            }
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(error = %e, "marking a customer message read failed");
+        }
+    });
+    Ok(())
 }
