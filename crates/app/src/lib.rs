@@ -136,7 +136,7 @@ impl App {
 
     /// Runs a unit of the group-commit queue, building it afresh for another attempt when it
     /// lost a deadlock or serialization conflict (PostgreSQL aborts one of two transactions
-    /// that wait on each other); at most three attempts.
+    /// that wait on each other); at most five attempts, 10 to 80 ms apart.
     pub async fn write_unit<T, M, F>(&self, mut make: M) -> chasqui_store::Result<T>
     where
         T: Send + 'static,
@@ -150,10 +150,14 @@ impl App {
         let mut attempt = 1u64;
         loop {
             match self.writes().run(make()).await {
-                Err(e) if e.is_retryable_conflict() && attempt < 3 => {
+                Err(e) if e.is_retryable_conflict() && attempt < 5 => {
                     tracing::debug!(error = %e, attempt, "write unit conflicted; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << (attempt - 1))).await;
                     attempt += 1;
+                }
+                Err(e) if e.is_retryable_conflict() => {
+                    tracing::warn!(error = %e, "write unit kept conflicting; giving up");
+                    return Err(e);
                 }
                 other => return other,
             }

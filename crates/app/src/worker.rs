@@ -83,9 +83,10 @@ async fn webhooks_loop(app: App, shutdown: CancellationToken) {
 
 /// Routes customer messages to workflows and drives the executions that are due.
 async fn workflows_loop(app: App, shutdown: CancellationToken) {
+    let mut running = tokio::task::JoinSet::new();
     while !shutdown.is_cancelled() {
         let routed = crate::executions::route::route_pending(&app).await;
-        let driven = crate::executions::drive::run_due(&app).await;
+        let driven = crate::executions::drive::run_due(&app, &mut running).await;
         match (routed, driven) {
             (Ok(0), Ok(0)) => idle(&app, &shutdown).await,
             (Ok(_), Ok(_)) => {}
@@ -97,6 +98,8 @@ async fn workflows_loop(app: App, shutdown: CancellationToken) {
             }
         }
     }
+    // Steps in progress finish (a send records Meta's answer) before the node stops.
+    while running.join_next().await.is_some() {}
 }
 
 async fn jobs_loop(app: App, shutdown: CancellationToken) {

@@ -298,7 +298,9 @@ impl Receiver {
                         .lock()
                         .expect("lock")
                         .push((path.clone(), headers, v));
-                    if path.starts_with("/slow") {
+                    if path.starts_with("/slower") {
+                        tokio::time::sleep(Duration::from_millis(6000)).await;
+                    } else if path.starts_with("/slow") {
                         tokio::time::sleep(Duration::from_millis(1500)).await;
                     }
                     if path.starts_with("/fail") {
@@ -910,7 +912,15 @@ async fn the_demo_workflow_greets_and_branches(backend: Backend) {
             .any(|t| t.starts_with("This flow just sent you buttons"))
     })
     .await;
-    // Leo does not answer: five minutes later the timeout branch nudges him.
+    // Leo does not answer: five minutes later the timeout branch nudges him. (Time moves
+    // only once nothing runs: a jump past the step lease would hand a running step over.)
+    wait_until("Ana done, Leo waiting", || async {
+        let runs = executions_of(&h, &wid).await;
+        let mut statuses: Vec<&str> = runs.iter().filter_map(|e| e["status"].as_str()).collect();
+        statuses.sort_unstable();
+        statuses == ["ended", "waiting"]
+    })
+    .await;
     clock.advance_millis(300_000);
     h.app().wake();
     wait_until("the nudge", || async {
@@ -1138,3 +1148,40 @@ async fn read_receipts_follow_the_read_mode(backend: Backend) {
     assert_eq!(reads(&h).await.len(), 2);
 }
 both_backends!(read_receipts_follow_the_read_mode);
+
+/// Each execution runs as its own task: one stuck in a slow webhook does not delay others.
+async fn a_slow_step_does_not_hold_others_back(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (receiver, base) = Receiver::start().await;
+    let slow = json!({
+        "nodes": [node("start", "start", json!({})),
+                  node("call", "webhook", json!({"url": format!("{base}/slower"), "method": "GET"}))],
+        "edges": [edge("start", "call", "next")],
+    });
+    let fast = json!({
+        "nodes": [node("start", "start", json!({})),
+                  node("set", "set_variable", json!({"variable_name": "done", "variable_value": "yes"}))],
+        "edges": [edge("start", "set", "next")],
+    });
+    let slow = active_workflow(&h, "Slow one", slow, 0).await;
+    let fast = active_workflow(&h, "Fast one", fast, 0).await;
+    for w in [&slow, &fast] {
+        trigger(&h, w, json!({"trigger_type": "api_call"})).await;
+    }
+    let stuck = start_api(&h, &slow, json!({})).await;
+    wait_until("the slow call in flight", || async {
+        !receiver.bodies("/slower").is_empty()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let quick = start_api(&h, &fast, json!({})).await;
+    wait_status(&h, &quick, "ended").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the fast execution waited {:?} for the slow one",
+        started.elapsed()
+    );
+    assert_eq!(execution(&h, &stuck).await["status"], "running");
+    wait_status(&h, &stuck, "ended").await;
+}
+both_backends!(a_slow_step_does_not_hold_others_back);

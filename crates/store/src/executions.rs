@@ -623,3 +623,30 @@ pub async fn release_queue(
         .await?;
     Ok(())
 }
+
+/// Releases a leased execution whose step failed on our side (storage), to be tried again at
+/// `due_at`; a running execution only (one that moved on is left alone).
+pub async fn retry_later(db: &Db, id: &str, due_at: i64) -> crate::Result<()> {
+    sqlx::query(
+        "UPDATE workflow_executions SET lease_until = NULL, due_at = $1, revision = revision + 1 WHERE id = $2 AND status IN ('running', 'waiting')",
+    )
+    .bind(due_at)
+    .bind(id)
+    .execute(db.writer())
+    .await?;
+    Ok(())
+}
+
+/// Extends the lease of an execution this node holds (same revision) before a long step;
+/// false when it is no longer ours.
+pub async fn renew_lease(db: &Db, id: &str, revision: i64, until: i64) -> crate::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE workflow_executions SET lease_until = $1 WHERE id = $2 AND revision = $3",
+    )
+    .bind(until)
+    .bind(id)
+    .bind(revision)
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -23,27 +23,47 @@ use crate::messaging::Outcome;
 use crate::{App, AppError};
 
 /// Executions claimed per pass.
-const BATCH: i64 = 32;
+const BATCH: usize = 32;
+/// Executions driven at once by one node: each runs as its own task, so a slow step (a
+/// webhook node waiting for its 10 s timeout) never holds the others back.
+const SLOTS: usize = 64;
 /// Attempts of a send whose outcome stays unknown before the step fails.
 const SEND_ATTEMPTS: u32 = 5;
 
-/// Claims due executions and drives each; returns how many were claimed.
-pub async fn run_due(app: &App) -> Result<usize, AppError> {
+/// Claims due executions for the free slots of `running` and drives each in its own task
+/// (which wakes the workers when done); returns how many were claimed.
+pub async fn run_due(app: &App, running: &mut tokio::task::JoinSet<()>) -> Result<usize, AppError> {
+    while running.try_join_next().is_some() {}
+    let free = SLOTS.saturating_sub(running.len()).min(BATCH);
+    if free == 0 {
+        return Ok(0);
+    }
     let now = app.now();
     let lease = app.settings().workflow_step_lease_ms;
-    let claimed = executions::claim_due(app.db(), now, lease, BATCH).await?;
+    let claimed = executions::claim_due(app.db(), now, lease, free as i64).await?;
     let n = claimed.len();
-    let runs = claimed.into_iter().map(|e| async move {
-        let (id, revision) = (e.id.clone(), e.revision);
-        if let Err(err) = drive(app, e).await {
-            tracing::warn!(execution_id = %id, error = %err, "workflow step failed; retrying shortly");
-            let retry = app.now() + 5_000;
-            if let Err(e) = executions::release(app.db(), &id, revision, Some(retry)).await {
-                tracing::error!(execution_id = %id, error = %e, "releasing an execution failed; its lease will expire");
+    for e in claimed {
+        let app = app.clone();
+        running.spawn(async move {
+            let id = e.id.clone();
+            match drive(&app, e).await {
+                Ok(()) => {}
+                // Someone else saved it meanwhile (a person through the API, or a node that
+                // took it over): it is theirs now; leave it alone.
+                Err(AppError::Conflict(why)) => {
+                    tracing::debug!(execution_id = %id, %why, "execution taken over");
+                }
+                Err(err) => {
+                tracing::warn!(execution_id = %id, error = %err, "workflow step failed; retrying shortly");
+                let retry = app.now() + 5_000;
+                if let Err(e) = executions::retry_later(app.db(), &id, retry).await {
+                    tracing::error!(execution_id = %id, error = %e, "releasing an execution failed; its lease will expire");
+                }
+                }
             }
-        }
-    });
-    futures::future::join_all(runs).await;
+            app.wake();
+        });
+    }
     Ok(n)
 }
 
@@ -344,6 +364,7 @@ impl Run<'_> {
                     save_response_to,
                     ..
                 } => {
+                    self.renew_lease().await?;
                     let result = http(self.app, request).await;
                     let w = World {
                         defs: &self.defs,
@@ -436,6 +457,19 @@ impl Run<'_> {
         }
     }
 
+    /// Extends this node's lease before a step that may take a while (an HTTP call).
+    async fn renew_lease(&mut self) -> Result<(), AppError> {
+        let until = self.app.now() + self.app.settings().workflow_step_lease_ms;
+        if !executions::renew_lease(self.app.db(), &self.e.id, self.e.revision, until).await? {
+            return Err(AppError::Conflict(format!(
+                "execution {} was taken over",
+                self.e.id
+            )));
+        }
+        self.e.lease_until = Some(until);
+        Ok(())
+    }
+
     /// Saves and releases the execution.
     async fn save(&mut self) -> Result<(), AppError> {
         self.finish(None).await
@@ -456,6 +490,10 @@ impl Run<'_> {
     /// of the group-commit queue, so that many executions share a transaction.
     async fn commit(&mut self, with: With) -> Result<Committed, AppError> {
         let now = self.app.now();
+        if self.e.lease_until.is_some() {
+            // Still ours and still running: every save renews the lease for the next step.
+            self.e.lease_until = Some(now + self.app.settings().workflow_step_lease_ms);
+        }
         let mut e = self.e.clone();
         let events = prepare(&mut e, &mut self.machine, now);
         let consumed = std::mem::take(&mut self.consumed);

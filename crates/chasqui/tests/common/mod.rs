@@ -138,6 +138,8 @@ impl Harness {
                 .webhook_retry_schedule
                 .clone()
                 .or(Some("1,1,1".into())),
+            // A step interrupted by a storage error is taken up again within a test's wait.
+            workflow_step_lease: extra.workflow_step_lease.clone().or(Some("10".into())),
             ..extra
         };
         let running = node::start_with_clock(args.resolve().expect("config"), clock)
