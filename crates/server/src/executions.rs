@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::project;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
-use crate::platform::{offset, offset_body};
+use crate::platform::{bad, offset, offset_body};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -34,10 +34,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/workflow_executions/{id}/events", get(events))
         .route("/workflow_executions/{id}/resume", post(resume))
         .route("/workflow_executions/{id}/jump", post(jump))
-}
-
-fn bad(e: String) -> ApiError {
-    ApiError::bad_request(e)
 }
 
 /// `POST /workflows/{id}/executions` → 202 with `id` and `tracking_id`.

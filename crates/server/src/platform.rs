@@ -57,7 +57,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-fn bad(e: String) -> ApiError {
+pub(crate) fn bad(e: String) -> ApiError {
     ApiError::bad_request(e)
 }
 

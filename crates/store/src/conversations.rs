@@ -212,10 +212,7 @@ pub async fn end_idle(
     now: i64,
     limit: i64,
 ) -> crate::Result<Vec<Ended>> {
-    let lock = match backend {
-        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        crate::Backend::Sqlite => "",
-    };
+    let lock = backend.skip_locked();
     let sql = format!(
         "SELECT id, project_id, phone_number_id FROM conversations WHERE status = 'active' AND last_active_at + $1 < $2 ORDER BY last_active_at, id LIMIT $3{lock}"
     );

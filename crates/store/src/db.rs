@@ -61,6 +61,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The suffix of a claiming SELECT: `FOR UPDATE SKIP LOCKED` on PostgreSQL, so that
+    /// concurrent claimers take disjoint rows; nothing on SQLite (one writer).
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
 /// The database handle: a writer pool, a reader pool, and the inbox pool that holds raw
 /// inbound deliveries. On PostgreSQL all three are one pool; on SQLite the inbox is a
 /// separate file with its own writer, so storing a delivery never waits for the write lock

@@ -4,8 +4,8 @@
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
+use crate::Db;
 use crate::query::col;
-use crate::{Backend, Db};
 
 /// A stored execution.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,10 +236,7 @@ pub async fn claim_due(
     limit: i64,
 ) -> crate::Result<Vec<Execution>> {
     let mut tx = db.writer().begin().await?;
-    let lock = match db.backend() {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = db.backend().skip_locked();
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE due_at IS NOT NULL AND due_at <= $1 AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{lock}"
     );
@@ -513,10 +510,7 @@ pub async fn claim_unrouted(
     limit: i64,
 ) -> crate::Result<Vec<Input>> {
     let mut tx = db.writer().begin().await?;
-    let lock = match db.backend() {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = db.backend().skip_locked();
     let sql = format!(
         "SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id IS NULL AND (lease_until IS NULL OR lease_until < $1) ORDER BY ord, id LIMIT $2{lock}"
     );

@@ -270,7 +270,7 @@ impl Run<'_> {
                 return Ok(());
             }
         } else if self.e.status == "waiting" {
-            let mut conn = self.app.db().writer().acquire().await?;
+            let mut conn = self.app.db().reader().acquire().await?;
             let pending = executions::pending(&mut conn, &self.e.id).await?;
             drop(conn);
             if let Some(resume) = self.take_ready(&pending, now) {
@@ -385,7 +385,7 @@ impl Run<'_> {
                     timeout_seconds, ..
                 } => {
                     let now = self.app.now();
-                    let mut conn = self.app.db().writer().acquire().await?;
+                    let mut conn = self.app.db().reader().acquire().await?;
                     let mut pending = executions::pending(&mut conn, &self.e.id).await?;
                     drop(conn);
                     pending.retain(|i| !self.consumed.contains(&i.id));
@@ -786,7 +786,7 @@ impl Run<'_> {
         } = effect;
         let app = self.app;
         let now = app.now();
-        let mut conn = app.db().writer().acquire().await?;
+        let mut conn = app.db().reader().acquire().await?;
         let state = messages::send_state(&mut conn, &message_id).await?;
         drop(conn);
         let Some((wamid, status, error)) = state else {
@@ -880,7 +880,7 @@ impl Run<'_> {
             self.effect_failed("the phone number is no longer connected".into());
             return Ok(Sent::Continue);
         };
-        let mut conn = app.db().writer().acquire().await?;
+        let mut conn = app.db().reader().acquire().await?;
         let body = messages::body(&mut conn, &message_id).await?;
         drop(conn);
         let request: serde_json::Map<String, Value> = body
