@@ -261,6 +261,22 @@ async fn inbound_messages_drive_a_conversation(backend: Backend) {
         ))
         .await;
     assert_eq!(listed["data"][0]["id"], id.as_str());
+    // Variables for editors: written by the definition, seen in executions.
+    let (status, v) = h
+        .get(&format!("/platform/v1/workflows/{wid}/variables"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let vars = v["data"]["discovered"]["vars"].as_array().expect("vars");
+    let answer = vars.iter().find(|x| x["name"] == "answer").expect("answer");
+    assert_eq!(answer["type"], "object");
+    assert_eq!(answer["usage_count"], 1);
+    assert_eq!(answer["reference"], "{{vars.answer}}");
+    assert_eq!(answer["sample_values"][0]["id"], "yes");
+    assert!(
+        vars.iter()
+            .any(|x| x["name"] == "served" && x["type"] == "number")
+    );
+    assert_eq!(v["data"]["fixed"]["system"]["tracking_id"], "string");
 
     // A new message after the end starts a new execution.
     h.customer_says(

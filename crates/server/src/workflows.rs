@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(get_one).patch(update).delete(archive),
         )
         .route("/workflows/{id}/definition", get(definition))
+        .route("/workflows/{id}/variables", get(variables))
         .route("/workflows/{id}/duplicate", post(duplicate))
         .route(
             "/workflows/{id}/triggers",
@@ -122,6 +123,17 @@ async fn archive(
     };
     let w = workflows::update(&state.app, &project_id, &id, input).await?;
     Ok(Json(json!({ "data": workflows::to_json(&w) })))
+}
+
+/// `GET /workflows/{id}/variables`: fixed and discovered variables, for editors.
+async fn variables(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let project_id = project(&state, &headers).await?;
+    let data = chasqui_app::executions::variables(&state.app, &project_id, &id).await?;
+    Ok(Json(json!({ "data": data })))
 }
 
 async fn definition(

@@ -652,3 +652,78 @@ pub fn event_json(ev: &Event) -> Value {
         "step": ev.node_id.as_ref().map(|n| json!({"identifier": n})),
     })
 }
+
+/// The variables a workflow can use, for editors: the fixed `system` and `context` names,
+/// and the `vars` it writes (from its definition) or that its recent executions hold, each
+/// with its JSON type, a few sample values and how many of those executions had it.
+pub async fn variables(app: &App, project_id: &str, workflow_id: &str) -> Result<Value, AppError> {
+    let w = crate::workflows::find(app, project_id, workflow_id).await?;
+    let raw = crate::workflows::definition(app, &w).await?;
+    let mut found: std::collections::BTreeMap<String, (Vec<Value>, i64, Option<i64>)> =
+        Default::default();
+    if let Ok(d) = chasqui_engine::validate(&raw) {
+        for config in d.configs.values() {
+            for key in ["save_response_to", "variable_name", "save_error_to"] {
+                if let Some(name) = config.get(key).and_then(Value::as_str)
+                    && !name.is_empty()
+                {
+                    found.entry(name.to_owned()).or_default();
+                }
+            }
+        }
+    }
+    let filter = executions::Filter {
+        workflow_id: Some(&w.id),
+        ..Default::default()
+    };
+    let (recent, _) = executions::list(app.db(), project_id, &filter, 100, 0).await?;
+    for e in &recent {
+        let state: State = serde_json::from_str(&e.state).unwrap_or_default();
+        for (name, value) in state.vars {
+            let entry = found.entry(name).or_default();
+            entry.1 += 1;
+            entry.2 = Some(entry.2.map_or(e.last_event_at, |t| t.max(e.last_event_at)));
+            if entry.0.len() < 3 && !entry.0.contains(&value) {
+                entry.0.push(value);
+            }
+        }
+    }
+    let type_of = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let vars: Vec<Value> = found
+        .into_iter()
+        .map(|(name, (samples, usage, last))| {
+            json!({
+                "path": format!("vars.{name}"),
+                "name": name,
+                "type": samples.first().map_or("unknown", type_of),
+                "sample_values": samples,
+                "usage_count": usage,
+                "last_seen_at": last.map(|t| Timestamp(t).to_rfc3339()),
+                "reference": format!("{{{{vars.{name}}}}}"),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "fixed": {
+            "system": {
+                "trigger_type": "string", "workflow_id": "string", "flow_id": "string",
+                "execution_id": "string", "tracking_id": "string", "started_at": "string",
+                "whatsapp_config": "object", "trigger_whatsapp_config_id": "string",
+                "customer": "object", "last_resume": "object",
+            },
+            "context": {
+                "channel": "string", "phone_number": "string", "phone_number_id": "string",
+                "conversation_id": "string", "contact": "object", "trigger_message": "any",
+            },
+            "last_user_input": "any",
+        },
+        "discovered": { "system": [], "context": [], "vars": vars },
+    }))
+}
