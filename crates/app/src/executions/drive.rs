@@ -696,7 +696,7 @@ impl Run<'_> {
             executions::release(app.db(), &self.e.id, self.e.revision, Some(now + 1_000)).await?;
             return Ok(Sent::Parked);
         }
-        self.call_meta(&number, &message_id, request, kind, content, effect)
+        self.call_meta(&number, &message_id, request, kind, content)
             .await
     }
 
@@ -708,7 +708,6 @@ impl Run<'_> {
         request: serde_json::Map<String, Value>,
         kind: String,
         content: String,
-        effect: Effect,
     ) -> Result<Sent, AppError> {
         let app = self.app;
         let creds = crate::numbers::credentials(app, number)?;
@@ -758,7 +757,6 @@ impl Run<'_> {
                 )
             }
         };
-        let Effect::Send { node: _, .. } = &effect;
         {
             let w = World {
                 defs: &self.defs,
@@ -901,7 +899,7 @@ impl Run<'_> {
         self.e.effect = Some(serde_json::to_string(&effect).unwrap_or_default());
         self.commit(With::Nothing).await?;
         tracing::info!(execution_id = %self.e.id, %message_id, attempt = attempts + 1, "resending an interrupted workflow send");
-        self.call_meta(&number, &message_id, request, kind, content, effect)
+        self.call_meta(&number, &message_id, request, kind, content)
             .await
     }
 
