@@ -354,27 +354,53 @@ pub struct Event {
     pub created_at: i64,
 }
 
-/// Appends events to an execution's log.
+/// `($1, ..., $n), ($n+1, ...)`: placeholders of `rows` rows of `cols` values.
+fn values(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$from, ..., $(from + n - 1)`.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row statement (well under both databases' parameter limits).
+const CHUNK: usize = 64;
+
+/// Appends events to an execution's log (one statement per 64 events).
 pub async fn append_events(
     conn: &mut AnyConnection,
     execution_id: &str,
     events: &[Event],
 ) -> crate::Result<()> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO workflow_events (id, execution_id, seq, event_type, node_id, direction, edge_label, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&e.id)
-        .bind(execution_id)
-        .bind(e.seq)
-        .bind(&e.event_type)
-        .bind(&e.node_id)
-        .bind(&e.direction)
-        .bind(&e.edge_label)
-        .bind(&e.payload)
-        .bind(e.created_at)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in events.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO workflow_events (id, execution_id, seq, event_type, node_id, direction, edge_label, payload, created_at) VALUES {}",
+            values(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(&e.id)
+                .bind(execution_id)
+                .bind(e.seq)
+                .bind(&e.event_type)
+                .bind(&e.node_id)
+                .bind(&e.direction)
+                .bind(&e.edge_label)
+                .bind(&e.payload)
+                .bind(e.created_at);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -537,14 +563,16 @@ pub async fn attach(
     ids: &[String],
     execution_id: &str,
 ) -> crate::Result<()> {
-    for id in ids {
-        sqlx::query(
-            "UPDATE workflow_inbox SET execution_id = $1, lease_until = NULL WHERE id = $2",
-        )
-        .bind(execution_id)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE workflow_inbox SET execution_id = $1, lease_until = NULL WHERE id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -562,11 +590,16 @@ pub async fn release_inputs(db: &Db, ids: &[String]) -> crate::Result<()> {
 
 /// Removes inputs (consumed, or nobody wants them).
 pub async fn remove(conn: &mut AnyConnection, ids: &[String]) -> crate::Result<()> {
-    for id in ids {
-        sqlx::query("DELETE FROM workflow_inbox WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM workflow_inbox WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
