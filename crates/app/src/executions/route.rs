@@ -112,13 +112,33 @@ pub async fn route_pending(app: &App) -> Result<usize, AppError> {
     Ok(n)
 }
 
+/// Where a thread's queued messages went.
+enum Routed {
+    /// To an execution of this workflow.
+    To(String),
+    /// Nowhere: a person owns the thread, or no workflow wants them.
+    Dropped,
+    /// The driving execution ended meanwhile: route them again.
+    Again,
+}
+
 async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
     let first = &rows[0];
     let now = app.now();
     // A new execution, prepared outside the transaction in case nothing drives the thread.
     let mut candidate = None;
-    if let Some(trigger) =
-        chasqui_store::triggers::active_inbound(app.db(), &first.phone_number_id).await?
+    // Most messages belong to a thread an execution already drives: then no new one is
+    // prepared (the unit below checks again, under its lock, and starts one if needed
+    // only when this read said so).
+    let driven = {
+        let mut conn = app.db().reader().acquire().await?;
+        executions::driving(&mut conn, &first.phone_number_id, &first.contact_id)
+            .await?
+            .is_some()
+    };
+    if !driven
+        && let Some(trigger) =
+            chasqui_store::triggers::active_inbound(app.db(), &first.phone_number_id).await?
         && let Some(w) =
             chasqui_store::workflows::get(app.db(), &first.project_id, &trigger.workflow_id).await?
     {
@@ -160,43 +180,55 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
     let last = rows.last().map_or(now, |r| r.received_at);
     let routed = app
         .write_unit(|| {
-            let (pnid, contact_id, ids, candidate) =
-                (pnid.clone(), contact_id.clone(), ids.clone(), candidate.clone());
-            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<Option<String>>> {
-            Box::pin(async move {
-                match executions::driving(conn, &pnid, &contact_id).await? {
-                    Some(e) if e.status == "handoff" => {
-                        // A person owns the conversation.
-                        executions::remove(conn, &ids).await?;
-                        Ok(None)
-                    }
-                    Some(e) => {
-                        executions::attach(conn, &ids, &e.id).await?;
-                        let debounce =
-                            chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id)
-                                .await?;
-                        executions::wake_at(conn, &e.id, last + debounce * 1000).await?;
-                        Ok(Some(e.workflow_id))
-                    }
-                    None => match candidate {
-                        None => {
+            let (pnid, contact_id, ids, candidate) = (
+                pnid.clone(),
+                contact_id.clone(),
+                ids.clone(),
+                candidate.clone(),
+            );
+            move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<
+                '_,
+                chasqui_store::Result<Routed>,
+            > {
+                Box::pin(async move {
+                    match executions::driving(conn, &pnid, &contact_id).await? {
+                        Some(e) if e.status == "handoff" => {
+                            // A person owns the conversation.
                             executions::remove(conn, &ids).await?;
-                            Ok(None)
+                            Ok(Routed::Dropped)
                         }
-                        Some((e, _)) => {
-                            executions::insert(conn, &e).await?;
-                            executions::append_events(conn, &e.id, &[started_event(&e)]).await?;
-                            executions::remove(conn, &ids[..1]).await?;
-                            executions::attach(conn, &ids[1..], &e.id).await?;
-                            Ok(Some(e.workflow_id))
+                        Some(e) => {
+                            executions::attach(conn, &ids, &e.id).await?;
+                            let debounce =
+                                chasqui_store::workflows::debounce_seconds(conn, &e.workflow_id)
+                                    .await?;
+                            executions::wake_at(conn, &e.id, last + debounce * 1000).await?;
+                            Ok(Routed::To(e.workflow_id))
                         }
-                    },
-                }
-            })
-        }})
+                        None => match candidate {
+                            // The execution ended since the read above: route again, now
+                            // preparing a new one.
+                            None if driven => Ok(Routed::Again),
+                            None => {
+                                executions::remove(conn, &ids).await?;
+                                Ok(Routed::Dropped)
+                            }
+                            Some((e, _)) => {
+                                executions::insert(conn, &e).await?;
+                                executions::append_events(conn, &e.id, &[started_event(&e)])
+                                    .await?;
+                                executions::remove(conn, &ids[..1]).await?;
+                                executions::attach(conn, &ids[1..], &e.id).await?;
+                                Ok(Routed::To(e.workflow_id))
+                            }
+                        },
+                    }
+                })
+            }
+        })
         .await;
     match routed {
-        Ok(Some(workflow_id)) => {
+        Ok(Routed::To(workflow_id)) => {
             let wamid = rows
                 .iter()
                 .rev()
@@ -214,7 +246,12 @@ async fn route_thread(app: &App, rows: Vec<Input>) -> Result<(), AppError> {
             }
             Ok(())
         }
-        Ok(None) => Ok(()),
+        Ok(Routed::Again) => {
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            executions::release_inputs(app.db(), &ids).await?;
+            Ok(())
+        }
+        Ok(Routed::Dropped) => Ok(()),
         // Another node started one this instant: route again next pass.
         Err(err) if chasqui_store::projects::is_unique_violation(&err) => {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
