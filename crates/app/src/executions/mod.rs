@@ -727,3 +727,29 @@ pub async fn variables(app: &App, project_id: &str, workflow_id: &str) -> Result
         "discovered": { "system": [], "context": [], "vars": vars },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transition_table() {
+        let allowed: Vec<(&str, &str)> = STATUSES
+            .iter()
+            .flat_map(|from| STATUSES.iter().map(move |to| (*from, *to)))
+            .filter(|(from, to)| transition_allowed(from, to))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                ("running", "waiting"),
+                ("running", "handoff"),
+                ("running", "ended"),
+                ("waiting", "handoff"),
+                ("waiting", "ended"),
+                ("handoff", "waiting"),
+                ("handoff", "ended"),
+            ]
+        );
+    }
+}
