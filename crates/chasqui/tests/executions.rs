@@ -289,6 +289,34 @@ async fn inbound_messages_drive_a_conversation(backend: Backend) {
         executions_of(&h, &wid).await.len() == 2
     })
     .await;
+    // Kapso's cursor style: newest first, one per page, following `next`.
+    let (status, first) = h
+        .get(&format!("/platform/v1/workflows/{wid}/executions?limit=1"))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(1));
+    assert_ne!(
+        first["data"][0]["id"],
+        id.as_str(),
+        "the newest comes first"
+    );
+    let next = first["paging"]["next"].as_str().expect("next page");
+    let r = h
+        .http
+        .get(next)
+        .header("x-api-key", &h.key)
+        .send()
+        .await
+        .expect("next");
+    let second: Value = r.json().await.expect("json");
+    assert_eq!(second["data"][0]["id"], id.as_str(), "{second}");
+    assert!(second["paging"]["next"].is_null(), "{second}");
+    let (status, err) = h
+        .get(&format!(
+            "/platform/v1/workflows/{wid}/executions?after=garbage"
+        ))
+        .await;
+    assert_eq!(status, 400, "{err}");
 }
 both_backends!(inbound_messages_drive_a_conversation);
 

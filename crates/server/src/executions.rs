@@ -3,7 +3,7 @@
 //! changes and jumps.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::project;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
-use crate::platform::{bad, offset, offset_body};
+use crate::platform::{bad, cursor_body, offset, offset_body};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -94,12 +94,31 @@ fn filter(params: &Params) -> ApiResult<Filter<'_>> {
     })
 }
 
+/// A list in Kapso's cursor style (`limit`, `after`, `before`) when asked, else with
+/// `page`/`per_page` and totals.
 async fn list_page(
     state: &AppState,
+    uri: &OriginalUri,
     project_id: &str,
     f: Filter<'_>,
     params: &Params,
 ) -> ApiResult<Json<Value>> {
+    if ["limit", "after", "before"]
+        .iter()
+        .any(|k| params.get(k).is_some())
+    {
+        let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
+        let cursor = params.cursor().map_err(bad)?;
+        let page =
+            chasqui_store::executions::list_page(state.app.db(), project_id, &f, limit, &cursor)
+                .await?;
+        let data = page
+            .items
+            .iter()
+            .map(|e| executions::to_json(e, None, None))
+            .collect();
+        return Ok(Json(cursor_body(state, uri, params, &page, data)));
+    }
     let (page, per_page) = offset(params)?;
     let (rows, total) = chasqui_store::executions::list(
         state.app.db(),
@@ -125,13 +144,14 @@ async fn list_for_workflow(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let project_id = project(&state, &headers).await?;
     let w = chasqui_app::workflows::find(&state.app, &project_id, &id).await?;
     let mut f = filter(&params)?;
     f.workflow_id = Some(&w.id);
-    list_page(&state, &project_id, f, &params).await
+    list_page(&state, &uri, &project_id, f, &params).await
 }
 
 /// `GET /whatsapp/conversations/{id}/flow_executions`.
@@ -139,6 +159,7 @@ async fn list_for_conversation(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let project_id = project(&state, &headers).await?;
@@ -147,7 +168,7 @@ async fn list_for_conversation(
         .ok_or(ApiError(chasqui_app::AppError::NotFound("conversation")))?;
     let mut f = filter(&params)?;
     f.conversation_id = Some(&id);
-    list_page(&state, &project_id, f, &params).await
+    list_page(&state, &uri, &project_id, f, &params).await
 }
 
 /// `GET /workflow_executions/{id}`: the execution, its context and its log (first 500

@@ -677,3 +677,48 @@ pub async fn renew_lease(db: &Db, id: &str, revision: i64, until: i64) -> crate:
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// A project's executions, newest first, keyset-paged (Kapso's cursor style).
+pub async fn list_page(
+    db: &Db,
+    project_id: &str,
+    f: &Filter<'_>,
+    limit: i64,
+    cursor: &crate::Cursor,
+) -> crate::Result<crate::Page<Execution>> {
+    use crate::query::{Arg, Filter as Where, keyset, page};
+    let mut w = Where::default();
+    w.push(Arg::Text(project_id.to_owned()), |p| {
+        format!("project_id = {p}")
+    });
+    for (value, column) in [
+        (f.workflow_id, "workflow_id"),
+        (f.conversation_id, "conversation_id"),
+        (f.status, "status"),
+        (f.waiting_reason, "waiting_reason"),
+    ] {
+        if let Some(v) = value {
+            w.push(Arg::Text(v.to_owned()), |p| format!("{column} = {p}"));
+        }
+    }
+    if let Some(v) = f.created_after {
+        w.push(Arg::Int(v), |p| format!("started_at >= {p}"));
+    }
+    if let Some(v) = f.created_before {
+        w.push(Arg::Int(v), |p| format!("started_at < {p}"));
+    }
+    let order = keyset(&mut w, cursor, "started_at", "id");
+    let l = w.bind(Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions{} ORDER BY started_at {order}, id {order} LIMIT {l}",
+        w.where_sql()
+    );
+    let rows = w.query(sql).fetch_all(db.reader()).await?;
+    let items = rows
+        .iter()
+        .map(execution)
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(page(items, limit as usize, cursor, |e| {
+        (e.started_at, e.id.clone())
+    }))
+}
