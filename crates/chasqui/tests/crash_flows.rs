@@ -90,6 +90,43 @@ struct Client {
 }
 
 impl Client {
+    /// A client of the project a first start created, with the cloud number on the sandbox.
+    async fn for_first_run(node: &Node, sandbox_url: &str) -> Self {
+        let c = Client {
+            http: reqwest::Client::new(),
+            key: node.api_key.clone().expect("first run prints the key"),
+            sandbox: sandbox_url.to_owned(),
+        };
+        c.call(&node.base, reqwest::Method::POST, "/platform/v1/whatsapp/phone_numbers",
+            json!({"whatsapp_phone_number": {"kind": "cloud", "phone_number_id": CLOUD_PNID, "business_account_id": CLOUD_WABA,
+                   "access_token": "t", "app_secret": APP_SECRET}})).await;
+        c
+    }
+
+    /// Creates a workflow (body root `workflow`); returns its id.
+    async fn workflow(&self, base: &str, workflow: Value) -> String {
+        let w = self
+            .call(
+                base,
+                reqwest::Method::POST,
+                "/platform/v1/workflows",
+                json!({ "workflow": workflow }),
+            )
+            .await;
+        w["data"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// An active inbound trigger of the cloud number for `workflow_id`.
+    async fn inbound_trigger(&self, base: &str, workflow_id: &str) {
+        self.call(
+            base,
+            reqwest::Method::POST,
+            &format!("/platform/v1/workflows/{workflow_id}/triggers"),
+            json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": CLOUD_PNID, "active": true}}),
+        )
+        .await;
+    }
+
     async fn call(&self, base: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
         let r = self
             .http
@@ -230,37 +267,22 @@ async fn sigkill_anywhere_sends_each_message_once(backend: Backend) {
     });
 
     let node_a = spawn(dir.path(), &database_url, &listen, &sandbox_url);
-    let c = Client {
-        http: reqwest::Client::new(),
-        key: node_a.api_key.clone().expect("first run prints the key"),
-        sandbox: sandbox_url.clone(),
-    };
+    let c = Client::for_first_run(&node_a, &sandbox_url).await;
     let base = node_a.base.clone();
-    c.call(&base, reqwest::Method::POST, "/platform/v1/whatsapp/phone_numbers",
-        json!({"whatsapp_phone_number": {"kind": "cloud", "phone_number_id": CLOUD_PNID, "business_account_id": CLOUD_WABA,
-               "access_token": "t", "app_secret": APP_SECRET}})).await;
-    let child = c
-        .call(&base, reqwest::Method::POST, "/platform/v1/workflows", json!({"workflow": {"name": "Child", "status": "active", "definition": {
+    let child_id = c
+        .workflow(&base, json!({"name": "Child", "status": "active", "definition": {
             "nodes": [node("start", "start", json!({})), node("s3", "send_text", json!({"message": "three"})),
                       node("w2", "wait_for_response", json!({"save_response_to": "b"})), node("s4", "send_text", json!({"message": "four"}))],
-            "edges": [edge("start", "s3"), edge("s3", "w2"), edge("w2", "s4")]}}}))
+            "edges": [edge("start", "s3"), edge("s3", "w2"), edge("w2", "s4")]}}))
         .await;
-    let child_id = child["data"]["id"].as_str().expect("id").to_owned();
-    let main = c
-        .call(&base, reqwest::Method::POST, "/platform/v1/workflows", json!({"workflow": {"name": "Main", "status": "active", "definition": {
+    let wid = c
+        .workflow(&base, json!({"name": "Main", "status": "active", "definition": {
             "nodes": [node("start", "start", json!({})), node("s1", "send_text", json!({"message": "one"})),
                       node("s2", "send_text", json!({"message": "two"})), node("w", "wait_for_response", json!({"save_response_to": "a"})),
                       node("c", "call", json!({"workflow_id": child_id})), node("s5", "send_text", json!({"message": "five: {{vars.b}}"}))],
-            "edges": [edge("start", "s1"), edge("s1", "s2"), edge("s2", "w"), edge("w", "c"), edge("c", "s5")]}}}))
+            "edges": [edge("start", "s1"), edge("s1", "s2"), edge("s2", "w"), edge("w", "c"), edge("c", "s5")]}}))
         .await;
-    let wid = main["data"]["id"].as_str().expect("id").to_owned();
-    c.call(
-        &base,
-        reqwest::Method::POST,
-        &format!("/platform/v1/workflows/{wid}/triggers"),
-        json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": CLOUD_PNID, "active": true}}),
-    )
-    .await;
+    c.inbound_trigger(&base, &wid).await;
 
     // 1. Killed during a send: Meta is slow to take "one"; the node dies while it waits.
     c.faults(json!({"send_delay_ms": 1500})).await;
@@ -340,29 +362,15 @@ async fn an_unanswered_send_is_sent_again(backend: Backend) {
     let (stop, server) = serve(sandbox.clone(), sandbox_addr.clone()).await;
 
     let running = spawn(dir.path(), &database_url, &listen, &sandbox_url);
-    let c = Client {
-        http: reqwest::Client::new(),
-        key: running.api_key.clone().expect("key"),
-        sandbox: sandbox_url.clone(),
-    };
+    let c = Client::for_first_run(&running, &sandbox_url).await;
     let base = running.base.clone();
-    c.call(&base, reqwest::Method::POST, "/platform/v1/whatsapp/phone_numbers",
-        json!({"whatsapp_phone_number": {"kind": "cloud", "phone_number_id": CLOUD_PNID, "business_account_id": CLOUD_WABA,
-               "access_token": "t", "app_secret": APP_SECRET}})).await;
-    let main = c
-        .call(&base, reqwest::Method::POST, "/platform/v1/workflows", json!({"workflow": {"name": "Echo", "status": "active", "message_debounce_seconds": 2, "definition": {
+    let wid = c
+        .workflow(&base, json!({"name": "Echo", "status": "active", "message_debounce_seconds": 2, "definition": {
             "nodes": [node("start", "start", json!({})), node("w", "wait_for_response", json!({"save_response_to": "a"})),
                       node("s", "send_text", json!({"message": "got {{vars.a}}"}))],
-            "edges": [edge("start", "w"), edge("w", "s")]}}}))
+            "edges": [edge("start", "w"), edge("w", "s")]}}))
         .await;
-    let wid = main["data"]["id"].as_str().expect("id").to_owned();
-    c.call(
-        &base,
-        reqwest::Method::POST,
-        &format!("/platform/v1/workflows/{wid}/triggers"),
-        json!({"trigger": {"trigger_type": "inbound_message", "phone_number_id": CLOUD_PNID, "active": true}}),
-    )
-    .await;
+    c.inbound_trigger(&base, &wid).await;
     c.customer_says("start").await;
     c.wait_for(&base, &wid, "waiting", "w").await;
     // The answer is delivered; Meta goes away before the workflow (2 s debounce) replies.
