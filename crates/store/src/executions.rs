@@ -245,19 +245,21 @@ pub async fn claim_due(
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let mut e = execution(r)?;
-        sqlx::query(
-            "UPDATE workflow_executions SET lease_until = $1, revision = revision + 1 WHERE id = $2",
-        )
-        .bind(now + lease_millis)
-        .bind(&e.id)
-        .execute(&mut *tx)
-        .await?;
+    let mut claimed = rows
+        .iter()
+        .map(execution)
+        .collect::<crate::Result<Vec<_>>>()?;
+    let ids: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
+    set_lease(
+        &mut tx,
+        "UPDATE workflow_executions SET lease_until = $1, revision = revision + 1",
+        Some(now + lease_millis),
+        &ids,
+    )
+    .await?;
+    for e in &mut claimed {
         e.lease_until = Some(now + lease_millis);
         e.revision += 1;
-        claimed.push(e);
     }
     tx.commit().await?;
     Ok(claimed)
@@ -546,15 +548,34 @@ pub async fn claim_unrouted(
         .fetch_all(&mut *tx)
         .await?;
     let claimed: Vec<Input> = rows.iter().map(input).collect::<crate::Result<_>>()?;
-    for i in &claimed {
-        sqlx::query("UPDATE workflow_inbox SET lease_until = $1 WHERE id = $2")
-            .bind(now + lease_millis)
-            .bind(&i.id)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let ids: Vec<String> = claimed.iter().map(|i| i.id.clone()).collect();
+    set_lease(
+        &mut tx,
+        "UPDATE workflow_inbox SET lease_until = $1",
+        Some(now + lease_millis),
+        &ids,
+    )
+    .await?;
     tx.commit().await?;
     Ok(claimed)
+}
+
+/// Runs `update` (which sets `lease_until = $1`) for the rows `ids`, 64 at a time.
+async fn set_lease(
+    conn: &mut AnyConnection,
+    update: &str,
+    until: Option<i64>,
+    ids: &[String],
+) -> crate::Result<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!("{update} WHERE id IN ({})", placeholders(2, chunk.len()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Routes inputs to an execution.
@@ -579,13 +600,14 @@ pub async fn attach(
 
 /// Releases claimed inputs for another try.
 pub async fn release_inputs(db: &Db, ids: &[String]) -> crate::Result<()> {
-    for id in ids {
-        sqlx::query("UPDATE workflow_inbox SET lease_until = NULL WHERE id = $1")
-            .bind(id)
-            .execute(db.writer())
-            .await?;
-    }
-    Ok(())
+    let mut conn = db.writer().acquire().await?;
+    set_lease(
+        &mut conn,
+        "UPDATE workflow_inbox SET lease_until = $1",
+        None,
+        ids,
+    )
+    .await
 }
 
 /// Removes inputs (consumed, or nobody wants them).
