@@ -11,6 +11,12 @@ pub enum AppError {
     /// No credentials, or wrong ones (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is known but may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; try again after this many seconds (429).
+    #[error("{0}")]
+    RateLimited(String, u64),
     /// The resource does not exist in the caller's project (404).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -2,6 +2,7 @@
 //! phone numbers, media, and the background workers that drive them. HTTP handlers call
 //! into this crate; SQL stays in `chasqui-store`, Meta's wire formats in `chasqui-meta`.
 
+pub mod assignments;
 pub mod conversations;
 pub mod directory;
 pub mod env_vars;
@@ -17,6 +18,7 @@ pub mod profile;
 pub mod projects;
 pub mod render;
 pub mod templates;
+pub mod users;
 pub mod webhooks;
 pub mod worker;
 pub mod workflows;
@@ -90,6 +92,7 @@ struct Inner {
     local_url: OnceLock<String>,
     writes: OnceLock<chasqui_store::group::WriteQueue>,
     definitions: DefinitionCache,
+    login_throttle: users::LoginThrottle,
 }
 
 impl App {
@@ -112,6 +115,7 @@ impl App {
                 local_url: OnceLock::new(),
                 writes: OnceLock::new(),
                 definitions: DefinitionCache::default(),
+                login_throttle: users::LoginThrottle::default(),
             }),
         }
     }
@@ -162,6 +166,11 @@ impl App {
                 other => return other,
             }
         }
+    }
+
+    /// Failed logins per address on this node.
+    pub fn login_throttle(&self) -> &users::LoginThrottle {
+        &self.inner.login_throttle
     }
 
     /// Workflow definitions loaded on this node.

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Run the Cloud API emulator on its own.
     Sandbox {
         #[command(subcommand)]
@@ -87,6 +92,45 @@ enum KeyCommand {
         project: String,
         /// Key id.
         key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user to a project (creating the account when the email is new) and print it as
+    /// JSON, with the generated password when none was given.
+    Create {
+        /// Email address (the login).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Project id (default: the only project of the instance).
+        #[arg(long)]
+        project: Option<String>,
+        /// Role in the project: owner, admin or member (`--role` names the node's role).
+        #[arg(long, default_value = "owner")]
+        project_role: String,
+        /// Password (8 to 128 characters) for a new account; generated when absent.
+        #[arg(long, env = "CHASQUI_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List a project's members.
+    List {
+        /// Project id (default: the only project of the instance).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Set a new password (generated and printed when none is given); ends the user's
+    /// sessions.
+    Password {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// The new password; generated when absent.
+        #[arg(long, env = "CHASQUI_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
 }
 
@@ -144,6 +188,7 @@ impl Cli {
                 Ok(())
             }
             Command::Key { command } => key(&self.config, command).await,
+            Command::User { command } => user(&self.config, command).await,
             Command::Sandbox {
                 command:
                     SandboxCommand::Serve {
@@ -204,6 +249,93 @@ async fn key(config: &ConfigArgs, command: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The project a command names, or the instance's only one.
+async fn project_or_only(
+    app: &chasqui_app::App,
+    project: Option<String>,
+) -> anyhow::Result<String> {
+    if let Some(p) = project {
+        return Ok(p);
+    }
+    let all = chasqui_store::projects::list(app.db()).await?;
+    match all.as_slice() {
+        [only] => Ok(only.id.clone()),
+        [] => anyhow::bail!(
+            "no project exists yet: start the server once or run `chasqui project create`"
+        ),
+        _ => anyhow::bail!(
+            "this instance has {} projects: choose one with --project",
+            all.len()
+        ),
+    }
+}
+
+async fn user(config: &ConfigArgs, command: UserCommand) -> anyhow::Result<()> {
+    let app = node::app_for_cli(&config.resolve()?).await?;
+    match command {
+        UserCommand::Create {
+            email,
+            name,
+            project,
+            project_role,
+            password,
+        } => {
+            let project_id = project_or_only(&app, project).await?;
+            let role = chasqui_app::users::Role::parse(&project_role).map_err(app_error)?;
+            let added = chasqui_app::users::add_member(
+                &app,
+                &project_id,
+                chasqui_app::users::NewMember {
+                    email,
+                    name,
+                    role,
+                    password,
+                },
+            )
+            .await
+            .map_err(app_error)?;
+            let m = &added.member;
+            println!(
+                "{}",
+                json!({
+                    "id": m.id, "user_id": m.user_id, "project_id": m.project_id,
+                    "email": m.email, "name": m.name, "role": m.role,
+                    "password": added.generated_password,
+                })
+            );
+        }
+        UserCommand::List { project } => {
+            let project_id = project_or_only(&app, project).await?;
+            let (members, _) =
+                chasqui_store::users::members(app.db(), &project_id, i64::MAX, 0).await?;
+            for m in members {
+                println!(
+                    "{}",
+                    json!({ "id": m.id, "user_id": m.user_id, "email": m.email, "name": m.name, "role": m.role })
+                );
+            }
+        }
+        UserCommand::Password { email, password } => {
+            let generated = chasqui_app::users::reset_password(&app, &email, password)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "{}",
+                json!({ "email": email.trim().to_lowercase(), "password": generated })
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A use-case error for the terminal, with a 422's messages spelled out.
+fn app_error(e: chasqui_app::AppError) -> anyhow::Error {
+    match e {
+        chasqui_app::AppError::Invalid(errors) => anyhow::anyhow!("{}", errors.join("; ")),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 async fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     tracing::info!(?config, "starting chasqui");
@@ -234,7 +366,9 @@ fn print_first_run(base: &str, first: &node::FirstRun) {
          \nThe demo workflow Welcome answers with buttons; see what the customer received:\n\
          \n  curl -s {base}/sandbox/v1/phone_numbers/{}/outbox -H 'X-API-Key: {}'\n\
          \nThen read the conversation:\n\
-         \n  curl -s {base}/platform/v1/whatsapp/conversations -H 'X-API-Key: {}'\n",
+         \n  curl -s {base}/platform/v1/whatsapp/conversations -H 'X-API-Key: {}'\n\
+         \nDashboard login (owner; shown only now, reset with `chasqui user password`):\n\
+         \n  email:    {}\n  password: {}\n",
         first.project_id,
         first.phone_number_id,
         first.api_key,
@@ -242,7 +376,9 @@ fn print_first_run(base: &str, first: &node::FirstRun) {
         first.api_key,
         first.phone_number_id,
         first.api_key,
-        first.api_key
+        first.api_key,
+        first.owner_email,
+        first.owner_password
     );
 }
 

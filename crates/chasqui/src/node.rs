@@ -111,7 +111,14 @@ pub struct FirstRun {
     pub api_key: String,
     /// Its sandbox number.
     pub phone_number_id: String,
+    /// The first owner's email, to log in to the dashboard.
+    pub owner_email: String,
+    /// The first owner's generated password.
+    pub owner_password: String,
 }
+
+/// The email of the owner the first start creates.
+pub const FIRST_OWNER_EMAIL: &str = "owner@chasqui.local";
 
 /// A running node.
 #[derive(Debug)]
@@ -268,9 +275,23 @@ async fn create_default_project(app: &App, sandbox: &Sandbox) -> anyhow::Result<
     chasqui_app::workflows::create_welcome(app, &created.project.id, &number.phone_number_id)
         .await
         .map_err(|e| anyhow::anyhow!("creating the demo workflow: {e}"))?;
+    let owner = chasqui_app::users::add_member(
+        app,
+        &created.project.id,
+        chasqui_app::users::NewMember {
+            email: FIRST_OWNER_EMAIL.into(),
+            name: Some("Owner".into()),
+            role: chasqui_app::users::Role::Owner,
+            password: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the first owner: {e}"))?;
     Ok(FirstRun {
         project_id: created.project.id,
         api_key: created.api_key,
         phone_number_id: number.phone_number_id,
+        owner_email: owner.member.email,
+        owner_password: owner.generated_password.unwrap_or_default(),
     })
 }

@@ -145,3 +145,106 @@ fn bad_configuration_names_key_and_value() {
     );
     assert!(!err.contains("AAAAAAAAAAAAAAAA"), "{err}");
 }
+
+#[tokio::test]
+async fn user_commands_create_list_and_reset_passwords() {
+    let dir = tempfile::tempdir().expect("dir");
+    json_lines(&chasqui(
+        dir.path(),
+        &["project", "create", "--name", "Acme"],
+    ));
+    let created = json_lines(&chasqui(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            " Ana@Example.com",
+            "--name",
+            "Ana",
+            "--project-role",
+            "admin",
+        ],
+    ));
+    assert_eq!(created[0]["email"], "ana@example.com");
+    assert_eq!(created[0]["role"], "admin");
+    let first_password = created[0]["password"]
+        .as_str()
+        .expect("generated")
+        .to_owned();
+    assert!(first_password.len() >= 16);
+
+    // Adding the same person twice is refused; a bad role names the value.
+    let again = chasqui(
+        dir.path(),
+        &["user", "create", "--email", "ana@example.com"],
+    );
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("already a member"),
+        "{err}"
+    );
+    let bad = chasqui(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "b@x.io",
+            "--project-role",
+            "boss",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("boss"), "{err}");
+    let short = Command::new(env!("CARGO_BIN_EXE_chasqui"))
+        .args(["user", "create", "--email", "c@x.io", "--data-dir"])
+        .arg(dir.path())
+        .args(["--config"])
+        .arg(dir.path().join("empty.toml"))
+        .env("CHASQUI_USER_PASSWORD", "short")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success() && err.contains("8 to 128"), "{err}");
+
+    let listed = json_lines(&chasqui(dir.path(), &["user", "list"]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].get("password").is_none());
+
+    let reset = json_lines(&chasqui(
+        dir.path(),
+        &["user", "password", "--email", "ana@example.com"],
+    ));
+    let second_password = reset[0]["password"].as_str().expect("generated").to_owned();
+    assert_ne!(second_password, first_password);
+
+    // Only the new password logs in, and the password is stored only as an Argon2 hash.
+    chasqui::install_crypto_provider();
+    let config = chasqui::config::ConfigArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        config: Some(dir.path().join("empty.toml")),
+        ..Default::default()
+    };
+    let app = chasqui::node::app_for_cli(&config.resolve().expect("config"))
+        .await
+        .expect("app");
+    assert!(
+        chasqui_app::users::login(&app, "ana@example.com", &first_password)
+            .await
+            .is_err()
+    );
+    let session = chasqui_app::users::login(&app, "ANA@example.com", &second_password)
+        .await
+        .expect("login");
+    assert_eq!(session.user.name, "Ana");
+    let db = std::fs::read(dir.path().join("chasqui.db")).expect("db");
+    let wal = std::fs::read(dir.path().join("chasqui.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes
+                .windows(second_password.len())
+                .any(|w| w == second_password.as_bytes())
+        );
+    }
+}

@@ -1,7 +1,10 @@
 //! Authentication: `X-API-Key` for the Platform API and the proxy, or the number's own Meta
 //! access token as `Authorization: Bearer` on the proxy.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use chasqui_app::users::{self, Role};
 use chasqui_app::{AppError, numbers as number_cases, projects};
 use chasqui_store::numbers::{self, PhoneNumber};
 use subtle::ConstantTimeEq;
@@ -21,6 +24,116 @@ pub(crate) async fn project(state: &AppState, headers: &HeaderMap) -> Result<Str
     let key = api_key(headers)
         .ok_or_else(|| ApiError(AppError::Unauthorized("missing X-API-Key header".into())))?;
     Ok(projects::authenticate(&state.app, key).await?)
+}
+
+/// The dashboard's session cookie.
+pub(crate) const SESSION_COOKIE: &str = "chasqui_session";
+/// The header a session's unsafe requests must carry with the session's CSRF token.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+/// The header that picks the project a session acts for (default: the user's first).
+pub(crate) const PROJECT_HEADER: &str = "x-chasqui-project";
+
+/// The value of a cookie in the request's `Cookie` headers.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Who acts in a Platform API request.
+#[derive(Debug, Clone)]
+pub(crate) enum Actor {
+    /// A project API key: a project's full rights.
+    ApiKey,
+    /// A logged-in member of the project.
+    User {
+        /// The user.
+        user_id: String,
+        /// The user's role in the project.
+        role: Role,
+    },
+}
+
+impl Actor {
+    /// The acting user, if a user acts.
+    pub(crate) fn user_id(&self) -> Option<&str> {
+        match self {
+            Actor::ApiKey => None,
+            Actor::User { user_id, .. } => Some(user_id),
+        }
+    }
+
+    /// The acting role (an API key counts as `None`, an owner's rights).
+    pub(crate) fn role(&self) -> Option<Role> {
+        match self {
+            Actor::ApiKey => None,
+            Actor::User { role, .. } => Some(*role),
+        }
+    }
+}
+
+/// An authenticated Platform API request: its project and who acts. Authenticated by
+/// `X-API-Key`, else by the dashboard's session cookie, whose unsafe requests (anything but
+/// GET, HEAD and OPTIONS) must echo the session's CSRF token in `X-CSRF-Token`.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth {
+    /// The project every query is scoped to.
+    pub(crate) project_id: String,
+    /// Who acts.
+    pub(crate) actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(key) = api_key(&parts.headers) {
+            return Ok(Auth {
+                project_id: projects::authenticate(&state.app, key).await?,
+                actor: Actor::ApiKey,
+            });
+        }
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError(AppError::Unauthorized(
+                "missing X-API-Key header or session".into(),
+            )));
+        };
+        let (session, user) = users::session(&state.app, token).await?.ok_or_else(|| {
+            ApiError(AppError::Unauthorized(
+                "the session has expired or ended; log in again".into(),
+            ))
+        })?;
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let presented = parts
+                .headers
+                .get(CSRF_HEADER)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !bool::from(presented.ct_eq(session.csrf_token.as_bytes())) {
+                return Err(ApiError(AppError::Forbidden(
+                    "missing or wrong X-CSRF-Token header".into(),
+                )));
+            }
+        }
+        let wanted = parts
+            .headers
+            .get(PROJECT_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let membership = users::acting_membership(&state.app, &user.id, wanted).await?;
+        Ok(Auth {
+            project_id: membership.project_id,
+            actor: Actor::User {
+                user_id: user.id,
+                role: Role::parse(&membership.role)?,
+            },
+        })
+    }
 }
 
 /// Who calls the proxy: a project (by `X-API-Key`) or the holder of a number's Meta token.

@@ -34,6 +34,8 @@ fn status_of(e: &AppError) -> StatusCode {
     match e {
         AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
         AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
         AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::Conflict(_) => StatusCode::CONFLICT,
         AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -60,7 +62,13 @@ impl IntoResponse for ApiError {
             AppError::Invalid(errors) => json!({ "error": message, "errors": errors }),
             _ => json!({ "error": message }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::RateLimited(_, secs) = &self.0 {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(*secs));
+        }
+        response
     }
 }
 

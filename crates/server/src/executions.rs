@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
 use crate::platform::{bad, cursor_body, offset, offset_body};
@@ -39,11 +39,11 @@ pub(crate) fn routes() -> Router<AppState> {
 /// `POST /workflows/{id}/executions` → 202 with `id` and `tracking_id`.
 async fn start(
     State(state): State<AppState>,
+    Auth { project_id, .. }: Auth,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: StartInput = if body.is_empty() {
         StartInput::default()
     } else {
@@ -142,12 +142,11 @@ async fn list_page(
 /// `whatsapp_conversation_id`, `created_after`, `created_before`; page/per_page.
 async fn list_for_workflow(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let w = chasqui_app::workflows::find(&state.app, &project_id, &id).await?;
     let mut f = filter(&params)?;
     f.workflow_id = Some(&w.id);
@@ -157,12 +156,11 @@ async fn list_for_workflow(
 /// `GET /whatsapp/conversations/{id}/flow_executions`.
 async fn list_for_conversation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     chasqui_store::conversations::get(state.app.db(), &project_id, &id)
         .await?
         .ok_or(ApiError(chasqui_app::AppError::NotFound("conversation")))?;
@@ -175,10 +173,9 @@ async fn list_for_conversation(
 /// entries; the rest through `/events`).
 async fn get_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let e = executions::find(&state.app, &project_id, &id).await?;
     let w = chasqui_store::workflows::get(state.app.db(), &project_id, &e.workflow_id).await?;
     let events = chasqui_store::executions::events(state.app.db(), &e.id, 0, 500).await?;
@@ -190,11 +187,10 @@ async fn get_one(
 /// `GET /workflow_executions/{id}/events?after=<seq>&per_page=`: the log in order.
 async fn events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let e = executions::find(&state.app, &project_id, &id).await?;
     let after = params.int("after", 0, 0, i64::MAX).map_err(bad)?;
     let limit = params.int("per_page", 100, 1, 1000).map_err(bad)?;
@@ -209,11 +205,10 @@ async fn events(
 /// `POST /workflow_executions/{id}/resume` `{message: {kind, data}, variables}`.
 async fn resume(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: ResumeInput = if body.is_empty() {
         ResumeInput::default()
     } else {
@@ -235,11 +230,10 @@ struct StatusInput {
 /// `PATCH /workflow_executions/{id}` `{workflow_execution: {status}}`.
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: StatusInput = rooted(&body, "workflow_execution")?;
     let e = executions::set_status(&state.app, &project_id, &id, &input.status, "api").await?;
     Ok(Json(json!({ "data": executions::to_json(&e, None, None) })))
@@ -254,11 +248,10 @@ struct JumpInput {
 /// `POST /workflow_executions/{id}/jump` `{node_id}`.
 async fn jump(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: JumpInput = rooted(&body, "workflow_execution")?;
     let e = executions::jump(&state.app, &project_id, &id, &input.node_id, "api").await?;
     Ok(Json(json!({ "data": executions::to_json(&e, None, None) })))

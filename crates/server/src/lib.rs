@@ -1,8 +1,9 @@
 //! Chasqui's HTTP surface: the inbound Meta webhook endpoint, the Platform API
 //! (`/platform/v1`), the Meta proxy (`/meta/whatsapp/vN.0`), the embedded sandbox
-//! (`/sandbox`), signed media downloads and health checks. Handlers are thin: parse,
+//! (`/sandbox`), dashboard login (`/auth`), signed media downloads and health checks. Handlers are thin: parse,
 //! authorize, call one use-case, render.
 
+mod assignments;
 mod auth;
 mod error;
 mod extract;
@@ -15,6 +16,7 @@ use chasqui_app::render;
 mod executions;
 mod sandbox;
 mod templates;
+mod users;
 mod webhooks;
 mod workflows;
 
@@ -58,8 +60,11 @@ pub fn router(state: AppState) -> Router {
                 .merge(templates::routes())
                 .merge(webhooks::routes())
                 .merge(workflows::routes())
-                .merge(executions::routes()),
+                .merge(executions::routes())
+                .merge(users::routes())
+                .merge(assignments::routes()),
         )
+        .merge(users::auth_routes())
         .merge(proxy::routes())
         .nest("/sandbox/v1", sandbox::routes())
         .with_state(state)

@@ -3,13 +3,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chasqui_app::AppError;
 use chasqui_app::numbers::NumberInput;
 use chasqui_core::ids::new_id;
-use chasqui_store::conversations::{self, ConversationFilter};
+use chasqui_store::conversations::{self, AssignedTo, ConversationFilter};
 use chasqui_store::messages::{self, MessageFilter};
 use chasqui_store::projects::{self, Customer};
 use chasqui_store::{Page, numbers};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
 use crate::render::{self, KapsoFields};
@@ -146,10 +146,9 @@ fn customer_conflict(e: chasqui_store::StoreError) -> ApiError {
 
 async fn list_customers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let (page, per_page) = offset(&params)?;
     let name = params
         .get("name_contains")
@@ -176,10 +175,9 @@ async fn list_customers(
 
 async fn create_customer(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: CustomerInput = rooted(&body, "customer")?;
     check_customer_input(&input, true)?;
     let now = state.app.now();
@@ -208,21 +206,19 @@ async fn find_customer(state: &AppState, project_id: &str, id: &str) -> ApiResul
 
 async fn get_customer(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let customer = find_customer(&state, &project_id, &id).await?;
     Ok(Json(json!({ "data": render::customer(&customer) })))
 }
 
 async fn update_customer(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: CustomerInput = rooted(&body, "customer")?;
     check_customer_input(&input, false)?;
     let mut customer = find_customer(&state, &project_id, &id).await?;
@@ -241,10 +237,9 @@ async fn update_customer(
 
 async fn delete_customer(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     if projects::delete_customer(state.app.db(), &project_id, &id, state.app.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -256,10 +251,9 @@ async fn delete_customer(
 
 async fn list_numbers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let (page, per_page) = offset(&params)?;
     let (rows, total) = numbers::list(
         state.app.db(),
@@ -279,10 +273,9 @@ async fn list_numbers(
 
 async fn create_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
     let number = chasqui_app::numbers::create(&state.app, &project_id, input).await?;
     register_sandbox_number(&state.app, &state.sandbox, &number)?;
@@ -294,11 +287,10 @@ async fn create_number(
 
 async fn create_customer_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(customer_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     find_customer(&state, &project_id, &customer_id).await?;
     let mut input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
     input.customer_id = Some(customer_id);
@@ -312,10 +304,9 @@ async fn create_customer_number(
 
 async fn get_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let number = numbers::find(state.app.db(), &project_id, &id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Phone number")))?;
@@ -324,11 +315,10 @@ async fn get_number(
 
 async fn update_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: NumberInput = rooted(&body, "whatsapp_phone_number")?;
     let number = chasqui_app::numbers::update(&state.app, &project_id, &id, input).await?;
     register_sandbox_number(&state.app, &state.sandbox, &number)?;
@@ -337,10 +327,9 @@ async fn update_number(
 
 async fn delete_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     chasqui_app::numbers::delete(&state.app, &project_id, &id).await?;
     unregister_sandbox_number(&state.sandbox, &id);
     Ok(StatusCode::NO_CONTENT)
@@ -359,7 +348,23 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
     let phone_number = params
         .get("phone_number")
         .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>());
+    let assignment = match (params.string("assigned_user_id"), params.get("unassigned")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError(AppError::invalid(
+                "assigned_user_id and unassigned cannot be used together",
+            )));
+        }
+        (Some(user_id), None) => AssignedTo::User(user_id),
+        (None, Some("true")) => AssignedTo::Nobody,
+        (None, Some("false")) | (None, None) => AssignedTo::Anyone,
+        (None, Some(other)) => {
+            return Err(bad(format!(
+                "unassigned must be true or false, not {other:?}"
+            )));
+        }
+    };
     Ok(ConversationFilter {
+        assignment,
         phone_number_id: params.string("phone_number_id"),
         status,
         phone_number: phone_number.filter(|p| !p.is_empty()),
@@ -376,11 +381,10 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
 
 async fn list_conversations(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let filter = conversation_filter(&params)?;
     let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
     let cursor = params.cursor().map_err(bad)?;
@@ -396,11 +400,10 @@ async fn list_conversations(
 
 async fn get_conversation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let fields = KapsoFields::conversations(params.get("fields")).map_err(bad)?;
     let c = conversations::get(state.app.db(), &project_id, &id)
         .await?
@@ -418,11 +421,10 @@ struct ConversationInput {
 
 async fn update_conversation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: ConversationInput = rooted(&body, "whatsapp_conversation")?;
     let c = set_conversation_status(&state, &project_id, &id, input.status.as_deref()).await?;
     let fields = KapsoFields::conversations(None).map_err(bad)?;
@@ -469,12 +471,11 @@ pub(crate) fn message_filter(params: &Params) -> ApiResult<MessageFilter> {
 
 async fn conversation_messages(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     conversations::get(state.app.db(), &project_id, &id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Conversation")))?;

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use chasqui_store::numbers::{self, PhoneNumber};
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -58,11 +58,10 @@ pub(crate) fn unregister_sandbox_number(sandbox: &Sandbox, phone_number_id: &str
 /// Authorizes the caller on one of its sandbox numbers and (re)registers it.
 async fn sandbox_number(
     state: &AppState,
-    headers: &HeaderMap,
+    project_id: &str,
     id: &str,
 ) -> Result<PhoneNumber, ApiError> {
-    let project_id = project(state, headers).await?;
-    let number = numbers::find(state.app.db(), &project_id, id)
+    let number = numbers::find(state.app.db(), project_id, id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Phone number")))?;
     if number.kind != NumberKind::Sandbox {
@@ -78,11 +77,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 async fn inbound(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let request: InboundRequest = match sandbox_number(&state, &headers, &id)
+    let request: InboundRequest = match sandbox_number(&state, &auth.project_id, &id)
         .await
         .and_then(|_| parse(&body))
     {
@@ -97,11 +96,11 @@ async fn inbound(
 
 async fn statuses(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let request: StatusRequest = match sandbox_number(&state, &headers, &id)
+    let request: StatusRequest = match sandbox_number(&state, &auth.project_id, &id)
         .await
         .and_then(|_| parse(&body))
     {
@@ -114,12 +113,8 @@ async fn statuses(
     }
 }
 
-async fn outbox(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = sandbox_number(&state, &headers, &id).await {
+async fn outbox(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Response {
+    if let Err(e) = sandbox_number(&state, &auth.project_id, &id).await {
         return e.into_response();
     }
     match state.sandbox.outbox(&id) {
@@ -128,12 +123,8 @@ async fn outbox(
     }
 }
 
-async fn reads(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = sandbox_number(&state, &headers, &id).await {
+async fn reads(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Response {
+    if let Err(e) = sandbox_number(&state, &auth.project_id, &id).await {
         return e.into_response();
     }
     match state.sandbox.reads(&id) {
@@ -142,12 +133,8 @@ async fn reads(
     }
 }
 
-async fn get_faults(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = sandbox_number(&state, &headers, &id).await {
+async fn get_faults(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Response {
+    if let Err(e) = sandbox_number(&state, &auth.project_id, &id).await {
         return e.into_response();
     }
     Json(json!({ "data": state.sandbox.faults(&id) })).into_response()
@@ -155,11 +142,11 @@ async fn get_faults(
 
 async fn put_faults(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    auth: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let faults: Faults = match sandbox_number(&state, &headers, &id)
+    let faults: Faults = match sandbox_number(&state, &auth.project_id, &id)
         .await
         .and_then(|_| parse(&body))
     {
@@ -174,15 +161,12 @@ async fn put_faults(
 
 /// The embedded sandbox's behaviour (status delays, template review) is instance-wide; any
 /// project may read it and change it, as it only affects sandbox numbers.
-async fn get_settings(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = project(&state, &headers).await {
-        return e.into_response();
-    }
+async fn get_settings(State(state): State<AppState>, _auth: Auth) -> Response {
     Json(json!({ "data": state.sandbox.settings() })).into_response()
 }
 
-async fn put_settings(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let settings: Settings = match project(&state, &headers).await.and_then(|_| parse(&body)) {
+async fn put_settings(State(state): State<AppState>, _auth: Auth, body: Bytes) -> Response {
+    let settings: Settings = match parse(&body) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };

@@ -3,7 +3,6 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::AppError;
@@ -14,7 +13,7 @@ use chasqui_store::templates;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::Params;
 
@@ -27,10 +26,9 @@ pub(crate) fn routes() -> Router<AppState> {
 /// `GET /whatsapp/templates?business_account_id=&status=&name=`: cached templates.
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let project_id = project(&state, &headers).await?;
     let status = params.get("status").map(str::to_ascii_uppercase);
     if let Some(s) = &status
         && !chasqui_meta::template::STATUSES.contains(&s.as_str())
@@ -75,10 +73,9 @@ async fn list(
 /// `synced` and `deleted`, or the `error` that stopped it.
 async fn sync(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let project_id = project(&state, &headers).await?;
     let request: Value = if body.is_empty() {
         json!({})
     } else {

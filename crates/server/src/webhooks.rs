@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::AppError;
@@ -14,7 +14,7 @@ use chasqui_store::{numbers, webhooks as store};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
 use crate::platform::cursor_body;
@@ -68,8 +68,10 @@ async fn number_of(state: &AppState, project_id: &str, pnid: &str) -> ApiResult<
         .ok_or(ApiError(AppError::NotFound("Phone number")))
 }
 
-async fn list_project(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
+async fn list_project(
+    State(state): State<AppState>,
+    Auth { project_id, .. }: Auth,
+) -> ApiResult<Json<Value>> {
     many(
         &state,
         &store::list(state.app.db(), &project_id, None).await?,
@@ -78,10 +80,9 @@ async fn list_project(State(state): State<AppState>, headers: HeaderMap) -> ApiR
 
 async fn create_project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
     let w = webhooks::create(&state.app, &project_id, None, input).await?;
     Ok((StatusCode::CREATED, one(&state, &w)?))
@@ -89,10 +90,9 @@ async fn create_project(
 
 async fn get_project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     one(
         &state,
         &webhooks::find(&state.app, &project_id, None, &id).await?,
@@ -101,11 +101,10 @@ async fn get_project(
 
 async fn update_project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
     one(
         &state,
@@ -115,10 +114,9 @@ async fn update_project(
 
 async fn delete_project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     if store::delete(state.app.db(), &project_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -128,10 +126,9 @@ async fn delete_project(
 
 async fn list_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(pnid): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     number_of(&state, &project_id, &pnid).await?;
     many(
         &state,
@@ -141,11 +138,10 @@ async fn list_number(
 
 async fn create_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(pnid): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     number_of(&state, &project_id, &pnid).await?;
     let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
     let w = webhooks::create(&state.app, &project_id, Some(&pnid), input).await?;
@@ -154,10 +150,9 @@ async fn create_number(
 
 async fn get_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path((pnid, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     one(
         &state,
         &webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?,
@@ -166,11 +161,10 @@ async fn get_number(
 
 async fn update_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path((pnid, id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: WebhookInput = rooted(&body, "whatsapp_webhook")?;
     one(
         &state,
@@ -180,10 +174,9 @@ async fn update_number(
 
 async fn delete_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path((pnid, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?;
     store::delete(state.app.db(), &project_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -193,11 +186,10 @@ async fn delete_number(
 /// cursor paging; each delivery with its attempts.
 async fn list_deliveries(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let bad = |e: String| ApiError::bad_request(e);
     let status = params.string("status");
     if let Some(s) = &status
@@ -279,22 +271,20 @@ async fn run_test(state: &AppState, w: &store::Webhook, params: &Params) -> ApiR
 /// `POST /whatsapp/webhooks/{id}/test?event_type=`: a signed test event, sent now.
 async fn test_project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let w = webhooks::find(&state.app, &project_id, None, &id).await?;
     run_test(&state, &w, &params).await
 }
 
 async fn test_number(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path((pnid, id)): Path<(String, String)>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let w = webhooks::find(&state.app, &project_id, Some(&pnid), &id).await?;
     run_test(&state, &w, &params).await
 }
@@ -302,10 +292,9 @@ async fn test_number(
 /// `POST /webhook_deliveries/{id}/retry`: one failed delivery, attempted again now.
 async fn retry_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let n = store::requeue_failed(
         state.app.db(),
         &project_id,
@@ -326,10 +315,9 @@ async fn retry_one(
 /// created since then, attempted again now.
 async fn recover(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let since = match request.get("since") {
@@ -370,10 +358,9 @@ async fn recover(
 /// `GET /notifications`: the project's notices (e.g. webhooks paused), newest first.
 async fn list_notifications(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let limit = params
         .int("limit", 50, 1, 200)
         .map_err(ApiError::bad_request)?;

@@ -2,14 +2,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chasqui_app::workflows::{self, WorkflowInput};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::project;
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{Params, rooted};
 use crate::platform::{offset, offset_body};
@@ -43,10 +43,9 @@ pub(crate) fn routes() -> Router<AppState> {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let (page, per_page) = offset(&params)?;
     let status = params.get("status");
     if let Some(s) = status
@@ -76,10 +75,9 @@ async fn list(
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: WorkflowInput = rooted(&body, "workflow")?;
     let w = workflows::create(&state.app, &project_id, input).await?;
     Ok((
@@ -90,21 +88,19 @@ async fn create(
 
 async fn get_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let w = workflows::find(&state.app, &project_id, &id).await?;
     Ok(Json(json!({ "data": workflows::to_json(&w) })))
 }
 
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: WorkflowInput = rooted(&body, "workflow")?;
     let w = workflows::update(&state.app, &project_id, &id, input).await?;
     Ok(Json(json!({ "data": workflows::to_json(&w) })))
@@ -113,10 +109,9 @@ async fn update(
 /// `DELETE /workflows/{id}`: archives it (executions keep their definition version).
 async fn archive(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input = WorkflowInput {
         status: Some("archived".into()),
         ..WorkflowInput::default()
@@ -128,20 +123,18 @@ async fn archive(
 /// `GET /workflows/{id}/variables`: fixed and discovered variables, for editors.
 async fn variables(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let data = chasqui_app::executions::variables(&state.app, &project_id, &id).await?;
     Ok(Json(json!({ "data": data })))
 }
 
 async fn definition(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let w = workflows::find(&state.app, &project_id, &id).await?;
     let definition = workflows::definition(&state.app, &w).await?;
     Ok(Json(
@@ -151,10 +144,9 @@ async fn definition(
 
 async fn duplicate(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let w = workflows::duplicate(&state.app, &project_id, &id).await?;
     Ok((
         StatusCode::CREATED,
@@ -164,10 +156,9 @@ async fn duplicate(
 
 async fn list_triggers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     workflows::find(&state.app, &project_id, &id).await?;
     let list = chasqui_store::triggers::for_workflow(state.app.db(), &project_id, &id).await?;
     let data: Vec<Value> = list.iter().map(workflows::trigger_json).collect();
@@ -176,11 +167,10 @@ async fn list_triggers(
 
 async fn create_trigger(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let input: workflows::TriggerInput = rooted(&body, "trigger")?;
     let t = workflows::create_trigger(&state.app, &project_id, &id, input).await?;
     Ok((
@@ -191,11 +181,10 @@ async fn create_trigger(
 
 async fn update_trigger(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
     let input: workflows::TriggerInput = rooted(&body, "trigger")?;
     let t = workflows::update_trigger(&state.app, &project_id, &id, input).await?;
     Ok(Json(json!({ "data": workflows::trigger_json(&t) })))
@@ -203,10 +192,9 @@ async fn update_trigger(
 
 async fn delete_trigger(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     if chasqui_store::triggers::delete(state.app.db(), &project_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -215,8 +203,10 @@ async fn delete_trigger(
 }
 
 /// `GET /env_vars`: names and dates; values are write-only.
-async fn list_env(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let project_id = project(&state, &headers).await?;
+async fn list_env(
+    State(state): State<AppState>,
+    Auth { project_id, .. }: Auth,
+) -> ApiResult<Json<Value>> {
     let list = chasqui_store::env_vars::list(state.app.db(), &project_id).await?;
     let iso = |ms: i64| chasqui_core::Timestamp(ms).to_rfc3339();
     let data: Vec<Value> = list
@@ -229,11 +219,10 @@ async fn list_env(State(state): State<AppState>, headers: HeaderMap) -> ApiResul
 /// `PUT /env_vars/{name}` `{"value": "..."}`: sets it (201 when new).
 async fn put_env(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let project_id = project(&state, &headers).await?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let Some(value) = request.get("value").and_then(Value::as_str) else {
@@ -250,10 +239,9 @@ async fn put_env(
 
 async fn delete_env(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Auth { project_id, .. }: Auth,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &headers).await?;
     if chasqui_store::env_vars::delete(state.app.db(), &project_id, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -309,6 +309,20 @@ pub struct ConversationFilter {
     pub last_active_since: Option<i64>,
     /// last_active_at <= (ms).
     pub last_active_until: Option<i64>,
+    /// Who the conversation is assigned to.
+    pub assignment: AssignedTo,
+}
+
+/// The assignment filter of a conversation list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AssignedTo {
+    /// Assigned or not.
+    #[default]
+    Anyone,
+    /// Actively assigned to this user.
+    User(String),
+    /// Without an active assignment.
+    Nobody,
 }
 
 /// Lists a project's conversations, latest activity first.
@@ -337,6 +351,15 @@ pub async fn list(
     }
     if let Some(v) = filter.last_active_until {
         f.push(Arg::Int(v), |p| format!("v.last_active_at <= {p}"));
+    }
+    match &filter.assignment {
+        AssignedTo::Anyone => {}
+        AssignedTo::User(user_id) => f.push(Arg::Text(user_id.clone()), |p| {
+            format!("EXISTS (SELECT 1 FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1 AND a.user_id = {p})")
+        }),
+        AssignedTo::Nobody => f.raw(
+            "NOT EXISTS (SELECT 1 FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1)".into(),
+        ),
     }
     let order = keyset(&mut f, cursor, "v.last_active_at", "v.id");
     let l = f.bind(Arg::Int(limit + 1));

@@ -151,6 +151,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "execution_status_index",
         include_str!("../migrations/0011_execution_status_index.sql"),
     ),
+    (12, "users", include_str!("../migrations/0012_users.sql")),
 ];
 
 fn migrator() -> Migrator {

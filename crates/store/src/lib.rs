@@ -3,6 +3,7 @@
 //! written once with `$N` placeholders for both databases (see `docs/architecture.md`).
 
 pub mod accounts;
+pub mod assignments;
 pub mod contacts;
 pub mod conversations;
 mod db;
@@ -21,6 +22,7 @@ mod query;
 pub mod templates;
 pub mod testing;
 pub mod triggers;
+pub mod users;
 pub mod webhooks;
 pub mod workflows;
 

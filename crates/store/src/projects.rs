@@ -38,6 +38,22 @@ pub async fn count(db: &Db) -> crate::Result<i64> {
         .await?)
 }
 
+/// Every project, oldest first.
+pub async fn list(db: &Db) -> crate::Result<Vec<Project>> {
+    let rows = sqlx::query("SELECT id, name, created_at FROM projects ORDER BY created_at, id")
+        .fetch_all(db.reader())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Project {
+                id: col(r, "id")?,
+                name: col(r, "name")?,
+                created_at: col(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
 /// Finds a project by id.
 pub async fn find(db: &Db, id: &str) -> crate::Result<Option<Project>> {
     let row = sqlx::query("SELECT id, name, created_at FROM projects WHERE id = $1")

@@ -75,6 +75,9 @@ pub struct Harness {
     pub key: String,
     pub project_id: String,
     pub sandbox_pnid: String,
+    /// The first owner's login.
+    pub owner_email: String,
+    pub owner_password: String,
     pub dir: tempfile::TempDir,
     pub database_url: String,
 }
@@ -156,6 +159,8 @@ impl Harness {
             key: first.api_key,
             project_id: first.project_id,
             sandbox_pnid: first.phone_number_id,
+            owner_email: first.owner_email,
+            owner_password: first.owner_password,
             running: Some(running),
             dir,
             database_url,
