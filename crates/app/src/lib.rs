@@ -10,6 +10,7 @@ pub mod error;
 pub mod executions;
 pub mod graph;
 pub mod ingest;
+pub mod mail;
 pub mod media;
 pub mod messaging;
 pub mod numbers;
@@ -47,6 +48,8 @@ pub struct Settings {
     /// Lease of a workflow step (ms): an execution whose node died is picked up again after
     /// it, and a send interrupted mid-call is sent again only if Meta has not named it by then.
     pub workflow_step_lease_ms: i64,
+    /// SMTP for emailing notices to project members; `None`: notices are only recorded.
+    pub smtp: Option<mail::SmtpSettings>,
 }
 
 /// Definition versions loaded on this node (versions never change once stored).

@@ -948,6 +948,8 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
             details: details.to_string(),
             created_at: now,
             emailed_at: None,
+            email_attempts: 0,
+            email_error: None,
         },
     )
     .await?;

@@ -1,5 +1,5 @@
 //! Background work of a node: applying inbound deliveries, running jobs, delivering
-//! outbound webhooks, and ending idle conversations. Every loop stops at a cancellation
+//! outbound webhooks, emailing notices, and ending idle conversations. Every loop stops at a cancellation
 //! point between units of work, so a shutdown drains what is in flight and loses nothing.
 
 use std::time::Duration;
@@ -42,6 +42,18 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
     }
     tasks.push(tokio::spawn(workflows_loop(app.clone(), shutdown.clone())));
+    if let Some(smtp) = app.settings().smtp.clone() {
+        match crate::mail::Mailer::new(&smtp) {
+            Ok(mailer) => tasks.push(tokio::spawn(mail_loop(
+                app.clone(),
+                mailer,
+                shutdown.clone(),
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "SMTP is misconfigured; notices will not be emailed")
+            }
+        }
+    }
     tasks.push(tokio::spawn(sweeper_loop(app, shutdown)));
     futures::future::join_all(tasks).await;
 }
@@ -137,6 +149,20 @@ async fn jobs_loop(app: App, shutdown: CancellationToken) {
             }
         });
         futures::future::join_all(runs).await;
+    }
+}
+
+/// Emails recorded notices to the project members.
+async fn mail_loop(app: App, mailer: crate::mail::Mailer, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match crate::mail::send_due(&app, &mailer).await {
+            Ok(0) => idle(&app, &shutdown).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "emailing notices failed");
+                idle(&app, &shutdown).await;
+            }
+        }
     }
 }
 

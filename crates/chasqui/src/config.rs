@@ -97,6 +97,14 @@ pub struct ConfigArgs {
     /// confirmed it by then. Keep it above the Graph API timeout (30 s) in production.
     #[arg(long, env = "CHASQUI_WORKFLOW_STEP_LEASE", global = true)]
     pub workflow_step_lease: Option<String>,
+    /// SMTP server for notices to project members (a webhook paused, a workflow failing):
+    /// `smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`, or
+    /// `smtp://host:25` (unencrypted). Unset: notices are only recorded.
+    #[arg(long, env = "CHASQUI_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of those emails [default: Chasqui <chasqui@localhost>].
+    #[arg(long, env = "CHASQUI_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
 }
 
 /// The file form; every key optional.
@@ -113,6 +121,8 @@ struct FileConfig {
     webhook_allow_private: Option<bool>,
     webhook_retry_schedule: Option<String>,
     workflow_step_lease: Option<toml::Value>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// The validated configuration.
@@ -138,6 +148,8 @@ pub struct Config {
     pub webhook_retry_schedule: Vec<u64>,
     /// Lease of a workflow step (seconds).
     pub workflow_step_lease: i64,
+    /// SMTP for notices (the URL may hold a password: never printed).
+    pub smtp: Option<chasqui_app::mail::SmtpSettings>,
 }
 
 impl fmt::Debug for Config {
@@ -153,6 +165,13 @@ impl fmt::Debug for Config {
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .field("workflow_step_lease", &self.workflow_step_lease)
+            .field(
+                "smtp",
+                &self
+                    .smtp
+                    .as_ref()
+                    .map(|m| (redact_url(&m.url), m.from.clone())),
+            )
             .finish()
     }
 }
@@ -303,7 +322,25 @@ impl ConfigArgs {
                     "expected whole seconds, 1 to 3600",
                 )
             })?;
+        let smtp_from = self
+            .smtp_from
+            .clone()
+            .or(file.smtp_from)
+            .unwrap_or_else(|| "Chasqui <chasqui@localhost>".into());
+        let smtp = match self.smtp_url.clone().or(file.smtp_url) {
+            None => None,
+            Some(url) => {
+                let settings = chasqui_app::mail::SmtpSettings {
+                    url,
+                    from: smtp_from,
+                };
+                chasqui_app::mail::Mailer::new(&settings)
+                    .map_err(|reason| err("smtp", &redact_url(&settings.url), reason))?;
+                Some(settings)
+            }
+        };
         Ok(Config {
+            smtp,
             listen,
             data_dir,
             database_url,

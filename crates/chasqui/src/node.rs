@@ -99,6 +99,7 @@ fn settings(config: &Config) -> Settings {
         webhook_allow_private: config.webhook_allow_private,
         webhook_retry_schedule: config.webhook_retry_schedule.clone(),
         workflow_step_lease_ms: config.workflow_step_lease * 1000,
+        smtp: config.smtp.clone(),
     }
 }
 

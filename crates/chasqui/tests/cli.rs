@@ -112,6 +112,15 @@ fn bad_configuration_names_key_and_value() {
         !out.status.success() && err.contains("database_url") && !err.contains("s3cret"),
         "{err}"
     );
+    let out = chasqui(
+        dir.path(),
+        &["migrate", "--smtp-url", "ftp://mailer:hunter22@example.com"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("smtp") && !err.contains("hunter22"),
+        "{err}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_chasqui"))
         .args(["migrate", "--data-dir"])
         .arg(dir.path())

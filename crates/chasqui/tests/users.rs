@@ -495,3 +495,139 @@ async fn assignments_and_filters(backend: Backend) {
     assert_eq!(status, 404);
 }
 both_backends!(assignments_and_filters);
+
+async fn failure_notices_are_emailed_to_members(backend: Backend) {
+    use chasqui::config::ConfigArgs;
+    use chasqui_core::{Clock, ManualClock, SystemClock};
+    use common::{SmtpSink, wait_until};
+    use std::sync::atomic::Ordering;
+
+    let smtp = SmtpSink::start().await;
+    smtp.refuse_next.store(1, Ordering::SeqCst);
+    let clock = ManualClock::new(SystemClock.now());
+    let h = Harness::start_with_clock(
+        backend,
+        ConfigArgs {
+            smtp_url: Some(smtp.url()),
+            smtp_from: Some("Chasqui Alerts <alerts@example.com>".into()),
+            ..Default::default()
+        },
+        std::sync::Arc::new(clock.clone()),
+    )
+    .await;
+    let (status, body) = h
+        .post(
+            "/platform/v1/users",
+            json!({"user": {"email": "agent@example.com", "role": "member"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A workflow whose webhook step cannot connect fails every run.
+    let (status, created) = h
+        .post(
+            "/platform/v1/workflows",
+            json!({"workflow": {"name": "Broken CRM", "status": "active", "definition": {
+                "nodes": [
+                    {"id": "start", "position": {"x": 0, "y": 0}, "data": {"node_type": "start", "config": {}}},
+                    {"id": "crm", "position": {"x": 0, "y": 100}, "data": {"node_type": "webhook", "config": {"url": "http://127.0.0.1:1/crm", "method": "GET"}}}
+                ],
+                "edges": [{"source": "start", "target": "crm", "label": "next"}]
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let wid = created["data"]["id"].as_str().expect("id").to_owned();
+    let (status, body) = h
+        .post(
+            &format!("/platform/v1/workflows/{wid}/triggers"),
+            json!({"trigger": {"trigger_type": "api_call"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let start_and_fail = |n: usize| {
+        let (h, wid) = (&h, &wid);
+        async move {
+            let (status, body) = h
+                .post(
+                    &format!("/platform/v1/workflows/{wid}/executions"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            wait_until("the runs fail", || async {
+                let (_, list) = h
+                    .get(&format!(
+                        "/platform/v1/workflows/{wid}/executions?status=failed"
+                    ))
+                    .await;
+                list["meta"]["total_count"] == n
+            })
+            .await;
+        }
+    };
+    start_and_fail(1).await;
+    start_and_fail(2).await;
+
+    let notices = || async {
+        let (status, body) = h.get("/platform/v1/notifications").await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|n| n["kind"] == "workflow.execution.failed")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Two failures within 15 minutes make one notice.
+    let list = notices().await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["details"]["workflow_id"], wid.as_str());
+
+    // The SMTP server refuses the first attempt: the error is recorded, nothing is lost.
+    wait_until("the refused attempt is recorded", || async {
+        notices().await[0]["email_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("451") || e.to_lowercase().contains("try again"))
+    })
+    .await;
+    assert!(smtp.mails().is_empty());
+    assert!(notices().await[0]["emailed_at"].is_null());
+
+    // After the retry delay the notice is emailed once to every member.
+    clock.advance_millis(61_000);
+    wait_until("the notice is emailed", || async {
+        !notices().await[0]["emailed_at"].is_null()
+    })
+    .await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mut to = mails[0].to.clone();
+    to.sort();
+    assert_eq!(
+        to,
+        vec![
+            "<agent@example.com>".to_owned(),
+            format!("<{}>", h.owner_email)
+        ]
+    );
+    assert!(
+        mails[0].from.contains("alerts@example.com"),
+        "{:?}",
+        mails[0]
+    );
+    assert!(mails[0].data.contains("[Chasqui]"), "{}", mails[0].data);
+    assert!(mails[0].data.contains(&wid), "{}", mails[0].data);
+    assert!(notices().await[0]["email_error"].is_null());
+
+    // A failure after the window makes a new notice and a new email.
+    clock.advance_millis(15 * 60_000);
+    start_and_fail(3).await;
+    wait_until("the second notice is emailed", || async {
+        smtp.mails().len() == 2
+    })
+    .await;
+    assert_eq!(notices().await.len(), 2);
+}
+both_backends!(failure_notices_are_emailed_to_members);

@@ -372,7 +372,16 @@ async fn failures_are_retried_then_kept(backend: Backend) {
 both_backends!(failures_are_retried_then_kept);
 
 async fn pausing_resuming_and_recovery(backend: Backend) {
-    let h = Harness::start(backend).await;
+    // The owner hears about the pause by email.
+    let smtp = common::SmtpSink::start().await;
+    let h = Harness::start_with(
+        backend,
+        chasqui::config::ConfigArgs {
+            smtp_url: Some(smtp.url()),
+            ..Default::default()
+        },
+    )
+    .await;
     let (sink, url) = Sink::start(1_000_000).await;
     let (status, created) = h
         .post(
@@ -428,6 +437,14 @@ async fn pausing_resuming_and_recovery(backend: Backend) {
     let (_, notes) = h.get("/platform/v1/notifications").await;
     assert_eq!(notes["data"][0]["kind"], "webhook.paused");
     assert_eq!(notes["data"][0]["details"]["webhook_id"], id.as_str());
+    wait_until("the pause is emailed", || async {
+        !smtp.mails().is_empty()
+    })
+    .await;
+    let mail = &smtp.mails()[0];
+    assert_eq!(mail.to, vec![format!("<{}>", h.owner_email)]);
+    assert!(mail.data.contains(&id), "{}", mail.data);
+    assert!(mail.data.contains("paused"), "{}", mail.data);
 
     // While paused, new events are held, not attempted.
     let seen_before = sink.seen.lock().expect("lock").len();

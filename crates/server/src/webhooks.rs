@@ -375,6 +375,8 @@ async fn list_notifications(
                 "details": serde_json::from_str::<Value>(&n.details).unwrap_or(Value::Null),
                 "created_at": Timestamp(n.created_at).to_rfc3339(),
                 "emailed_at": n.emailed_at.map(|t| Timestamp(t).to_rfc3339()),
+                "email_attempts": n.email_attempts,
+                "email_error": n.email_error,
             })
         })
         .collect();

@@ -152,6 +152,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0011_execution_status_index.sql"),
     ),
     (12, "users", include_str!("../migrations/0012_users.sql")),
+    (
+        13,
+        "notification_email",
+        include_str!("../migrations/0013_notification_email.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

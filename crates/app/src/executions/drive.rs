@@ -187,6 +187,46 @@ pub(crate) async fn publish(
     }
     let key = format!("{}:{}", e.id, e.event_seq);
     crate::webhooks::publish_project(conn, &e.project_id, event_type, &key, &payload, now).await?;
+    if event_type == "workflow.execution.failed" {
+        notice_failure(conn, e, &payload, now).await?;
+    }
+    Ok(())
+}
+
+/// Failure notices (emailed to the members when SMTP is set) come at most once per
+/// workflow in this window; every failure stays in the executions API and the webhooks.
+const FAILURE_NOTICE_WINDOW_MILLIS: i64 = 15 * 60_000;
+
+/// Records a `workflow.execution.failed` notice for the project, unless this workflow had
+/// one within the window.
+async fn notice_failure(
+    conn: &mut Conn,
+    e: &Execution,
+    payload: &Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    let message = payload["error"]["message"]
+        .as_str()
+        .unwrap_or("unknown error");
+    let short: String = message.chars().take(120).collect();
+    let notice = chasqui_store::notifications::Notification {
+        id: chasqui_core::ids::new_id(),
+        project_id: e.project_id.clone(),
+        kind: "workflow.execution.failed".into(),
+        subject: format!("A run of workflow {} failed: {short}", e.workflow_id),
+        details: payload.to_string(),
+        created_at: now,
+        emailed_at: None,
+        email_attempts: 0,
+        email_error: None,
+    };
+    chasqui_store::notifications::insert_unless_recent(
+        conn,
+        &notice,
+        &e.workflow_id,
+        now - FAILURE_NOTICE_WINDOW_MILLIS,
+    )
+    .await?;
     Ok(())
 }
 

@@ -357,3 +357,103 @@ pub fn now_secs() -> i64 {
     use chasqui_core::Clock;
     chasqui_core::SystemClock.now().secs()
 }
+
+/// One email an [`SmtpSink`] accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal SMTP server on loopback that keeps what it is sent; it can answer the next N
+/// messages with a temporary failure (451).
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub addr: std::net::SocketAddr,
+    pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    pub refuse_next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp");
+        let sink = Self {
+            addr: listener.local_addr().expect("addr"),
+            mails: Default::default(),
+            refuse_next: Default::default(),
+        };
+        let shared = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let sink = shared.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    let (mut from, mut to) = (String::new(), Vec::new());
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let reply: &[u8] = if upper.starts_with("EHLO") {
+                            b"250-sink\r\n250 8BITMIME\r\n"
+                        } else if upper.starts_with("MAIL FROM:") {
+                            from = line[10..].trim().to_owned();
+                            b"250 OK\r\n"
+                        } else if upper.starts_with("RCPT TO:") {
+                            to.push(line[8..].trim().to_owned());
+                            b"250 OK\r\n"
+                        } else if upper == "DATA" {
+                            let _ = write.write_all(b"354 go on\r\n").await;
+                            let mut data = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(&l);
+                                data.push('\n');
+                            }
+                            let refused = sink
+                                .refuse_next
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok();
+                            if refused {
+                                b"451 try again later\r\n"
+                            } else {
+                                sink.mails.lock().expect("mails").push(Mail {
+                                    from: std::mem::take(&mut from),
+                                    to: std::mem::take(&mut to),
+                                    data,
+                                });
+                                b"250 queued\r\n"
+                            }
+                        } else if upper == "QUIT" {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 OK\r\n"
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        sink
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().expect("mails").clone()
+    }
+}
