@@ -47,11 +47,23 @@ async fn check_conversation(
     app: &App,
     project_id: &str,
     conversation_id: &str,
-) -> Result<(), AppError> {
+) -> Result<String, AppError> {
     conversations::get(app.db(), project_id, conversation_id)
         .await?
-        .map(|_| ())
+        .map(|c| c.phone_number_id)
         .ok_or(AppError::NotFound("Conversation"))
+}
+
+/// Tells open inboxes that a conversation's assignment changed.
+async fn announce(app: &App, a: &Assignment, phone_number_id: String) {
+    app.publish_changes(vec![chasqui_store::notifier::Change {
+        project_id: a.project_id.clone(),
+        kind: "assignment".into(),
+        phone_number_id: Some(phone_number_id),
+        conversation_id: Some(a.conversation_id.clone()),
+        wamid: None,
+    }])
+    .await;
 }
 
 /// Runs a write that may lose a race for the conversation's one active assignment; a few
@@ -83,7 +95,7 @@ pub async fn create(
     notes: Option<String>,
     created_by_user_id: Option<&str>,
 ) -> Result<Assignment, AppError> {
-    check_conversation(app, project_id, conversation_id).await?;
+    let phone_number_id = check_conversation(app, project_id, conversation_id).await?;
     check_notes(notes.as_deref())?;
     check_member(app, project_id, user_id).await?;
     let now = app.now();
@@ -99,6 +111,7 @@ pub async fn create(
         updated_at: now,
     };
     settle(|| async { assignments::insert(app.db(), &a).await.map(|()| true) }).await?;
+    announce(app, &a, phone_number_id).await;
     Ok(a)
 }
 
@@ -126,5 +139,7 @@ pub async fn update(
     }
     a.updated_at = app.now();
     settle(|| assignments::update(app.db(), &a)).await?;
+    let phone_number_id = check_conversation(app, project_id, conversation_id).await?;
+    announce(app, &a, phone_number_id).await;
     Ok(a)
 }

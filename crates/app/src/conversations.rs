@@ -86,6 +86,14 @@ pub async fn set_status(
             }
             tx.commit().await.map_err(store_error)?;
             app.wake();
+            app.publish_changes(vec![chasqui_store::notifier::Change {
+                project_id: project_id.to_owned(),
+                kind: "conversation".into(),
+                phone_number_id: Some(current.phone_number_id.clone()),
+                conversation_id: Some(id.to_owned()),
+                wamid: None,
+            }])
+            .await;
         }
         Some(other) => {
             return Err(AppError::invalid(format!(

@@ -17,6 +17,7 @@ pub mod numbers;
 pub mod processing;
 pub mod profile;
 pub mod projects;
+pub mod realtime;
 pub mod render;
 pub mod templates;
 pub mod users;
@@ -96,6 +97,7 @@ struct Inner {
     writes: OnceLock<chasqui_store::group::WriteQueue>,
     definitions: DefinitionCache,
     login_throttle: users::LoginThrottle,
+    notifier: chasqui_store::notifier::Notifier,
 }
 
 impl App {
@@ -119,6 +121,7 @@ impl App {
                 writes: OnceLock::new(),
                 definitions: DefinitionCache::default(),
                 login_throttle: users::LoginThrottle::default(),
+                notifier: chasqui_store::notifier::Notifier::new(),
             }),
         }
     }
@@ -168,6 +171,19 @@ impl App {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Realtime change notices (the inbox's WebSocket subscribes here).
+    pub fn notifier(&self) -> &chasqui_store::notifier::Notifier {
+        &self.inner.notifier
+    }
+
+    /// Publishes committed changes to open inboxes; a failure only delays them until the
+    /// clients' next read, so it is logged, not returned.
+    pub async fn publish_changes(&self, changes: Vec<chasqui_store::notifier::Change>) {
+        if let Err(e) = self.inner.notifier.publish(&self.inner.db, changes).await {
+            tracing::warn!(error = %e, "publishing realtime changes failed");
         }
     }
 

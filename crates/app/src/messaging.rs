@@ -367,6 +367,14 @@ async fn finish(
         }
     })
     .await?;
+    app.publish_changes(vec![chasqui_store::notifier::Change {
+        project_id: number.project_id.clone(),
+        kind: "message".into(),
+        phone_number_id: Some(number.phone_number_id.clone()),
+        conversation_id: Some(conversation_id),
+        wamid: None,
+    }])
+    .await;
     Ok(())
 }
 

@@ -48,6 +48,13 @@ struct Source<'a> {
 /// several workers at once and applies each delivery in its own transaction, so row locks are
 /// always taken in one order (contact, conversation, message) and workers cannot deadlock.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
+    let (applied, changes) = crate::realtime::collecting(apply_batch(app)).await;
+    // Changes of a group that rolled back only make an inbox read again: harmless.
+    app.publish_changes(changes).await;
+    applied
+}
+
+async fn apply_batch(app: &App) -> Result<usize, StoreError> {
     let db = app.db();
     let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
@@ -514,6 +521,13 @@ async fn store_inbound(
         };
         chasqui_store::executions::offer_message(conn, &offer).await?;
     }
+    crate::realtime::note(
+        project_id,
+        "message",
+        pnid,
+        Some(&conversation_id),
+        Some(&head.id),
+    );
     Ok(())
 }
 
@@ -610,6 +624,7 @@ async fn store_status(
         )
         .await?;
     }
+    crate::realtime::note(project_id, "status", pnid, None, Some(&head.id));
     if let Some(status) = parsed {
         messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now).await?;
         if matches!(

@@ -194,6 +194,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
 
     let shutdown = CancellationToken::new();
+    // On PostgreSQL every node hears the changes of every node (for open inboxes).
+    let _listener = app
+        .notifier()
+        .listen(&config.database_url, db.backend(), shutdown.clone());
     let (ingest, writer) = if config.role.serves_api() {
         let (queue, task) = IngestQueue::start(app.clone());
         (Some(queue), Some(task))

@@ -19,11 +19,73 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The project of the request's API key.
+/// The project of the request's API key, else of its dashboard session.
 pub(crate) async fn project(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let key = api_key(headers)
-        .ok_or_else(|| ApiError(AppError::Unauthorized("missing X-API-Key header".into())))?;
-    Ok(projects::authenticate(&state.app, key).await?)
+    if let Some(key) = api_key(headers) {
+        return Ok(projects::authenticate(&state.app, key).await?);
+    }
+    session_project(state, headers).await?.ok_or_else(|| {
+        ApiError(AppError::Unauthorized(
+            "missing X-API-Key header or session".into(),
+        ))
+    })
+}
+
+/// The project a dashboard session acts for (see [`PROJECT_HEADER`]), if the request has a
+/// live session cookie. The CSRF token of unsafe requests is checked by [`session_guard`].
+async fn session_project(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<String>, AppError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some((_, user)) = users::session(&state.app, token).await? else {
+        return Ok(None);
+    };
+    let wanted = headers.get(PROJECT_HEADER).and_then(|v| v.to_str().ok());
+    let membership = users::acting_membership(&state.app, &user.id, wanted).await?;
+    Ok(Some(membership.project_id))
+}
+
+/// Whether a session's unsafe request carries the session's CSRF token.
+fn csrf_ok(method: &Method, headers: &HeaderMap, session_csrf: &str) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return true;
+    }
+    let presented = headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    bool::from(presented.ct_eq(session_csrf.as_bytes()))
+}
+
+/// Middleware of the proxy: a request authenticated only by a session cookie must carry the
+/// session's CSRF token when it is unsafe (a send, an upload). Requests with a key or a
+/// bearer token are not affected.
+pub(crate) async fn session_guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = request.headers();
+    let by_session = api_key(headers).is_none() && headers.get("authorization").is_none();
+    if by_session && let Some(token) = cookie(headers, SESSION_COOKIE) {
+        match users::session(&state.app, token).await {
+            Ok(Some((session, _))) if !csrf_ok(request.method(), headers, &session.csrf_token) => {
+                return GraphError::new(
+                    StatusCode::FORBIDDEN,
+                    10,
+                    "missing or wrong X-CSRF-Token header",
+                )
+                .into_response();
+            }
+            Err(e) => return GraphError::from(e).into_response(),
+            _ => {}
+        }
+    }
+    next.run(request).await
 }
 
 /// The dashboard's session cookie.
@@ -109,17 +171,10 @@ impl FromRequestParts<AppState> for Auth {
                 "the session has expired or ended; log in again".into(),
             ))
         })?;
-        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            let presented = parts
-                .headers
-                .get(CSRF_HEADER)
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
-            if !bool::from(presented.ct_eq(session.csrf_token.as_bytes())) {
-                return Err(ApiError(AppError::Forbidden(
-                    "missing or wrong X-CSRF-Token header".into(),
-                )));
-            }
+        if !csrf_ok(&parts.method, &parts.headers, &session.csrf_token) {
+            return Err(ApiError(AppError::Forbidden(
+                "missing or wrong X-CSRF-Token header".into(),
+            )));
         }
         let wanted = parts
             .headers
@@ -164,6 +219,11 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Call
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    if bearer.is_none()
+        && let Some(project_id) = session_project(state, headers).await?
+    {
+        return Ok(Caller::Project(project_id));
+    }
     match bearer {
         Some(token) if !token.is_empty() => Ok(Caller::Token(token.to_owned())),
         _ => Err(GraphError::new(

@@ -12,6 +12,7 @@ mod inbound;
 mod media;
 mod platform;
 mod proxy;
+mod realtime;
 use chasqui_app::render;
 mod executions;
 mod sandbox;
@@ -62,10 +63,11 @@ pub fn router(state: AppState) -> Router {
                 .merge(workflows::routes())
                 .merge(executions::routes())
                 .merge(users::routes())
-                .merge(assignments::routes()),
+                .merge(assignments::routes())
+                .merge(realtime::routes()),
         )
         .merge(users::auth_routes())
-        .merge(proxy::routes())
+        .merge(proxy::guarded(state.clone()))
         .nest("/sandbox/v1", sandbox::routes())
         .with_state(state)
         .nest("/sandbox/graph", graph)

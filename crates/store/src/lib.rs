@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod notifications;
+pub mod notifier;
 pub mod numbers;
 pub mod projects;
 mod query;

@@ -610,6 +610,18 @@ impl Run<'_> {
             .await;
         match result {
             Ok((e, Committed::Saved)) => {
+                if let (With::Intent(_) | With::Outcome { .. }, Some(pnid)) =
+                    (&with, e.phone_number_id.as_deref())
+                {
+                    let change = chasqui_store::notifier::Change {
+                        project_id: e.project_id.clone(),
+                        kind: "message".into(),
+                        phone_number_id: Some(pnid.to_owned()),
+                        conversation_id: e.conversation_id.clone(),
+                        wamid: None,
+                    };
+                    self.app.publish_changes(vec![change]).await;
+                }
                 self.e = e;
                 Ok(Committed::Saved)
             }

@@ -457,3 +457,77 @@ impl SmtpSink {
         self.mails.lock().expect("mails").clone()
     }
 }
+
+/// A logged-in browser: the session cookie and the CSRF token it was given.
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
+    pub user_id: String,
+}
+
+pub async fn login(h: &Harness, email: &str, password: &str) -> Result<Browser, (u16, Value)> {
+    let r = h
+        .http
+        .post(h.url("/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    let status = r.status().as_u16();
+    let set_cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        return Err((status, body));
+    }
+    let set_cookie = set_cookie.expect("a session cookie");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+    Ok(Browser {
+        cookie,
+        csrf: body["data"]["csrf_token"]
+            .as_str()
+            .expect("csrf")
+            .to_owned(),
+        user_id: body["data"]["user"]["id"].as_str().expect("id").to_owned(),
+    })
+}
+
+impl Browser {
+    /// A request with the cookie; `csrf` adds the token header.
+    pub async fn call(
+        &self,
+        h: &Harness,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        csrf: bool,
+    ) -> (u16, Value) {
+        let mut r = h
+            .http
+            .request(method, h.url(path))
+            .header("cookie", &self.cookie);
+        if csrf {
+            r = r.header("x-csrf-token", &self.csrf);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, h: &Harness, path: &str) -> (u16, Value) {
+        self.call(h, reqwest::Method::GET, path, None, false).await
+    }
+
+    pub async fn post(&self, h: &Harness, path: &str, body: Value) -> (u16, Value) {
+        self.call(h, reqwest::Method::POST, path, Some(body), true)
+            .await
+    }
+}

@@ -50,6 +50,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(objects::routes())
 }
 
+/// The proxy's routes, with the CSRF check of session-authenticated requests.
+pub(crate) fn guarded(state: AppState) -> Router<AppState> {
+    routes().route_layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::auth::session_guard,
+    ))
+}
+
 /// Accepts any `v<N>.0` version segment.
 pub(crate) fn check_version(version: &str) -> GraphResult<()> {
     let ok = version
