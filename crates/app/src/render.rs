@@ -220,6 +220,7 @@ pub fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> Value {
         "ended_at": iso_opt(c.ended_at),
         "metadata": {},
         "business_scoped_user_id": c.user_id,
+        "assigned_user_id": c.assigned_user_id,
     });
     let mut k = Map::new();
     k.insert("contact_name".into(), json!(c.contact_name));

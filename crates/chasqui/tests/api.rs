@@ -295,3 +295,60 @@ async fn handshake_and_health(backend: Backend) {
     again.wait().await.expect("stop");
 }
 both_backends!(handshake_and_health);
+
+/// The dashboard is served from the binary: the app at `/` and its own routes, hashed
+/// assets cached for good, and API paths never answered with the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_and_api_paths_stay_json() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let r = h.http.get(h.url("/")).send().await.expect("get /");
+    assert_eq!(r.status(), 200);
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<div id=\"root\">"), "{html}");
+    let asset = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".js"))
+        .expect("a script asset")
+        .to_owned();
+    let r = h.http.get(h.url(&asset)).send().await.expect("asset");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .expect("cache")
+            .contains("immutable")
+    );
+    // The app's own routes load the app.
+    let r = h
+        .http
+        .get(h.url("/inbox/some-conversation"))
+        .send()
+        .await
+        .expect("route");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("text").contains("<div id=\"root\">"));
+    // Unknown API paths are JSON 404s.
+    for path in [
+        "/platform/v1/nothing-here",
+        "/meta/whatsapp/v24.0",
+        "/auth/nope",
+    ] {
+        let r = h.http.get(h.url(path)).send().await.expect("api");
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"], "Not found", "{path}");
+    }
+}

@@ -276,6 +276,10 @@ async fn assignments_and_filters(backend: Backend) {
     assert_eq!(first["data"]["created_by_user_id"], owner.user_id.as_str());
     assert_eq!(first["data"]["active"], true);
     let first_id = first["data"]["id"].as_str().expect("id").to_owned();
+    let (_, conversation) = h
+        .get(&format!("/platform/v1/whatsapp/conversations/{ana}"))
+        .await;
+    assert_eq!(conversation["data"]["assigned_user_id"], agent_id.as_str());
 
     let filtered = |q: String| {
         let h = &h;

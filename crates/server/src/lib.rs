@@ -5,6 +5,7 @@
 
 mod assignments;
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod health;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/sandbox/v1", sandbox::routes())
         .with_state(state)
         .nest("/sandbox/graph", graph)
+        .fallback(dashboard::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
 }

@@ -48,9 +48,11 @@ pub struct Conversation {
     pub last_inbound_at: Option<i64>,
     /// Latest outbound message (ms).
     pub last_outbound_at: Option<i64>,
+    /// The member of the active assignment, if any.
+    pub assigned_user_id: Option<String>,
 }
 
-const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at";
+const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at, (SELECT a.user_id FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1) AS assigned_user_id";
 const FROM: &str = "conversations v JOIN contacts c ON c.id = v.contact_id";
 
 fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
@@ -74,6 +76,7 @@ fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
         last_message_text: col(r, "last_message_text")?,
         last_inbound_at: col(r, "last_inbound_at")?,
         last_outbound_at: col(r, "last_outbound_at")?,
+        assigned_user_id: col(r, "assigned_user_id")?,
     })
 }
 

@@ -1,0 +1,93 @@
+// The inbox end to end: a real node, the sandbox as Meta, Chromium as the agent's browser.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { artifacts, customerSays, launchBrowser, startServer } from "./server.mjs";
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  server = await startServer();
+  // Slow enough to watch the ticks move: sent, then delivered, then read.
+  await server.api("PUT", "/sandbox/v1/settings", { status_delay_ms: 1200 });
+  await server.api("POST", "/platform/v1/users", {
+    user: { email: "agent@example.com", name: "Agent Smith", role: "member" },
+  });
+  browser = await launchBrowser();
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test("log in", async () => {
+  await page.goto(server.base);
+  await page.getByLabel("Email").fill(server.email);
+  await page.getByLabel("Password").fill("wrong-password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("alert").getByText("invalid email or password").waitFor();
+  await page.getByLabel("Password").fill(server.password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByText("Choose a conversation").waitFor();
+  await page.locator(".live.on").waitFor();
+});
+
+test("a customer's message appears in the list and the thread without reload", async () => {
+  await customerSays(server, "5491100001111", "Ana", "Hola! Is the shop open today?");
+  const row = page.getByTestId("conversation").filter({ hasText: "Ana" });
+  await row.waitFor();
+  await row.getByText("Hola! Is the shop open today?").waitFor();
+  await row.click();
+  const thread = page.getByTestId("messages");
+  await thread.getByText("Hola! Is the shop open today?").waitFor();
+  // A second message lands in the open thread, live.
+  await customerSays(server, "5491100001111", "Ana", "I need a cake for Friday");
+  await thread.getByText("I need a cake for Friday").waitFor();
+  await page.getByTestId("window").getByText("24-hour window open").waitFor();
+});
+
+test("reply and see delivered, then read ticks", async () => {
+  await page.getByLabel("Message").fill("Yes, we open at 9. What flavour?");
+  await page.getByRole("button", { name: "Send" }).click();
+  const bubble = page.getByTestId("message").filter({ hasText: "Yes, we open at 9. What flavour?" });
+  await bubble.waitFor();
+  await bubble.locator('[data-status="delivered"]').waitFor({ timeout: 15_000 });
+  await bubble.locator('[data-status="read"]').waitFor({ timeout: 15_000 });
+  await page.screenshot({ path: join(artifacts, "thread.png") });
+});
+
+test("assign to a member and filter by assignee", async () => {
+  await page.getByLabel("Assigned to").selectOption({ label: "Agent Smith" });
+  await page.getByTestId("conversation").filter({ hasText: "Agent Smith" }).waitFor();
+  await page.getByLabel("Assignment").selectOption({ label: "Unassigned" });
+  await page.getByText("No conversations").waitFor();
+  await page.getByLabel("Assignment").selectOption({ label: "Agent Smith" });
+  await page.getByTestId("conversation").filter({ hasText: "Ana" }).waitFor();
+  await page.getByLabel("Assignment").selectOption({ label: "Everyone's" });
+  // A message in another conversation shows as unread.
+  await customerSays(server, "5491100002222", "Beto", "Do you deliver?");
+  const beto = page.getByTestId("conversation").filter({ hasText: "Beto" });
+  await beto.getByLabel("unread messages").waitFor();
+  await page.screenshot({ path: join(artifacts, "inbox.png") });
+});
+
+test("a phone-sized screen shows the list, then the thread", async () => {
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  await phone.goto(server.base);
+  // A new page has its own browser context, so it logs in too.
+  await phone.getByLabel("Email").fill(server.email);
+  await phone.getByLabel("Password").fill(server.password);
+  await phone.getByRole("button", { name: "Log in" }).click();
+  await phone.getByTestId("conversation").filter({ hasText: "Ana" }).click();
+  await phone.getByTestId("messages").getByText("I need a cake for Friday").waitFor();
+  assert.equal(await phone.getByLabel("Conversations", { exact: true }).isVisible(), false);
+  await phone.getByLabel("Back to conversations").click();
+  await phone.getByLabel("Conversations", { exact: true }).waitFor();
+  await phone.screenshot({ path: join(artifacts, "phone.png") });
+  await phone.close();
+});

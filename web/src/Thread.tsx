@@ -1,0 +1,169 @@
+// The open conversation: header (contact, assignment, end), messages, and the composer,
+// which shows the customer-service window and refuses what Meta would refuse.
+
+import { useEffect, useMemo, useRef, useState } from "react";
+import * as api from "./api";
+import type { Conversation, Member, Message } from "./api";
+import { remaining } from "./format";
+import { MessageBubble, preview } from "./MessageBubble";
+
+type Props = {
+  conversation: Conversation;
+  messages: Message[];
+  members: Member[];
+  onChanged: () => void;
+  onBack: () => void;
+};
+
+export function Thread({ conversation: c, messages, members, onChanged, onBack }: Props) {
+  const [text, setText] = useState("");
+  const [replyTo, setReplyTo] = useState<Message | null>(null);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const end = useRef<HTMLDivElement>(null);
+  const windowOpen = c.kapso?.customer_service_window_open ?? false;
+  const to = (c.phone_number ?? "").replace(/^\+/, "");
+
+  const byId = useMemo(() => new Map(messages.map((m) => [m.id, m])), [messages]);
+  const reactions = useMemo(() => {
+    const map = new Map<string, string[]>();
+    for (const m of messages) {
+      if (m.type !== "reaction") continue;
+      const r = m.reaction as { message_id?: string; emoji?: string } | undefined;
+      if (r?.message_id && r.emoji) map.set(r.message_id, [...(map.get(r.message_id) ?? []), r.emoji]);
+    }
+    return map;
+  }, [messages]);
+
+  useEffect(() => {
+    end.current?.scrollIntoView?.({ block: "end" });
+  }, [messages.length, c.id]);
+
+  const run = async (work: () => Promise<void>) => {
+    setBusy(true);
+    setError("");
+    try {
+      await work();
+      onChanged();
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const sendText = (e: React.FormEvent) => {
+    e.preventDefault();
+    const body = text.trim();
+    if (!body) return;
+    run(async () => {
+      await api.send(c.phone_number_id, {
+        to,
+        type: "text",
+        text: { body },
+        ...(replyTo ? { context: { message_id: replyTo.id } } : {}),
+      });
+      setText("");
+      setReplyTo(null);
+    });
+  };
+
+  const react = (m: Message, emoji: string) =>
+    run(() => api.send(c.phone_number_id, { to, type: "reaction", reaction: { message_id: m.id, emoji } }));
+
+  const assignee = c.assigned_user_id ?? "";
+  const name = c.kapso?.contact_name || c.phone_number || "Unknown";
+
+  return (
+    <section className="thread" aria-label={`Conversation with ${name}`}>
+      <header className="thread-header">
+        <button type="button" className="back" onClick={onBack} aria-label="Back to conversations">
+          ←
+        </button>
+        <div className="who">
+          <strong>{name}</strong>
+          <span className="muted">{c.phone_number}</span>
+        </div>
+        <label className="assign">
+          <span className="sr-only">Assigned to</span>
+          <select
+            aria-label="Assigned to"
+            value={assignee}
+            disabled={busy}
+            onChange={(e) => {
+              const user = e.target.value;
+              run(() => (user ? api.assign(c.id, user) : api.unassign(c.id)));
+            }}
+          >
+            <option value="">Unassigned</option>
+            {members.map((m) => (
+              <option key={m.user_id} value={m.user_id}>
+                {m.name || m.email}
+              </option>
+            ))}
+          </select>
+        </label>
+        {c.status === "active" ? (
+          <button type="button" disabled={busy} onClick={() => run(() => api.setConversationStatus(c.id, "ended"))}>
+            End
+          </button>
+        ) : (
+          <span className="badge">Ended</span>
+        )}
+      </header>
+      <div className="messages" data-testid="messages">
+        {messages
+          .filter((m) => m.type !== "reaction")
+          .map((m) => {
+            const ctx = m.context?.id ?? m.context?.message_id;
+            return (
+              <MessageBubble
+                key={m.id}
+                m={m}
+                quoted={ctx ? byId.get(ctx) : undefined}
+                reactions={reactions.get(m.id) ?? []}
+                onReply={windowOpen ? setReplyTo : undefined}
+                onReact={windowOpen ? react : undefined}
+              />
+            );
+          })}
+        <div ref={end} />
+      </div>
+      <footer className="composer">
+        <div className={`window ${windowOpen ? "open" : "closed"}`} data-testid="window">
+          {windowOpen
+            ? `24-hour window open · closes in ${remaining(c.kapso?.customer_service_window_expires_at)}`
+            : "The 24-hour window is closed: only an approved template can be sent."}
+        </div>
+        {replyTo && (
+          <div className="replying">
+            Replying to: {preview(replyTo)}{" "}
+            <button type="button" onClick={() => setReplyTo(null)} aria-label="Cancel reply">
+              ✕
+            </button>
+          </div>
+        )}
+        {error && (
+          <div className="error" role="alert">
+            {error}
+          </div>
+        )}
+        <form onSubmit={sendText}>
+          <textarea
+            aria-label="Message"
+            placeholder={windowOpen ? "Type a message" : "Window closed"}
+            value={text}
+            disabled={!windowOpen || busy}
+            onChange={(e) => setText(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && !e.shiftKey) sendText(e);
+            }}
+          />
+          <button type="submit" disabled={!windowOpen || busy || !text.trim()}>
+            Send
+          </button>
+        </form>
+      </footer>
+    </section>
+  );
+}

@@ -1,0 +1,195 @@
+// The dashboard's calls to the Platform API and the Meta proxy: same origin, the session
+// cookie, and the CSRF token on every write.
+
+export type Session = {
+  user: { id: string; email: string; name: string };
+  csrf_token: string;
+  expires_at: string;
+  projects: { project_id: string; role: string; membership_id: string }[];
+};
+
+export type Conversation = {
+  id: string;
+  phone_number: string | null;
+  phone_number_id: string;
+  status: "active" | "ended";
+  last_active_at: string;
+  assigned_user_id: string | null;
+  kapso?: {
+    contact_name: string | null;
+    messages_count: number;
+    last_message_text: string | null;
+    last_message_type: string | null;
+    last_message_timestamp: string | null;
+    last_inbound_at: string | null;
+    customer_service_window_open: boolean;
+    customer_service_window_expires_at: string | null;
+  };
+};
+
+export type StatusEntry = { status: string; timestamp?: string };
+
+export type Message = {
+  id: string;
+  type: string;
+  timestamp: string;
+  from?: string;
+  to?: string;
+  context?: { id?: string; message_id?: string; from?: string };
+  [key: string]: unknown;
+  kapso?: {
+    direction: "inbound" | "outbound";
+    status: string;
+    content: string | null;
+    contact_name: string | null;
+    media_url?: string | null;
+    statuses?: StatusEntry[];
+    whatsapp_conversation_id?: string | null;
+  };
+};
+
+export type Member = { id: string; user_id: string; email: string; name: string; role: string };
+export type PhoneNumber = { id: string; phone_number_id: string; name?: string; display_phone_number?: string; kind?: string };
+
+/** An API error with the server's message. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrf = "";
+
+/** Remembers the CSRF token of the current session. */
+export function setCsrf(token: string) {
+  csrf = token;
+}
+
+function errorText(body: unknown, status: number): string {
+  if (body && typeof body === "object" && "error" in body) {
+    const e = (body as { error: unknown; errors?: string[] }).error;
+    if (typeof e === "string") {
+      const details = (body as { errors?: string[] }).errors;
+      return details?.length ? `${e}: ${details.join("; ")}` : e;
+    }
+    if (e && typeof e === "object" && "message" in e) {
+      const meta = e as { message: string; error_data?: { details?: string } };
+      return meta.error_data?.details ? `${meta.message} (${meta.error_data.details})` : meta.message;
+    }
+  }
+  return `request failed (${status})`;
+}
+
+/** A JSON call; throws ApiError with the server's message on a non-2xx answer. */
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const r = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  const parsed = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new ApiError(r.status, errorText(parsed, r.status));
+  return parsed as T;
+}
+
+export async function currentSession(): Promise<Session | null> {
+  try {
+    const s = await call<{ data: Session }>("GET", "/auth/session");
+    setCsrf(s.data.csrf_token);
+    return s.data;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return null;
+    throw e;
+  }
+}
+
+export async function login(email: string, password: string): Promise<Session> {
+  const s = await call<{ data: Session }>("POST", "/auth/login", { email, password });
+  setCsrf(s.data.csrf_token);
+  return s.data;
+}
+
+export async function logout(): Promise<void> {
+  await call("POST", "/auth/logout");
+  setCsrf("");
+}
+
+export type ConversationQuery = {
+  status: "active" | "ended" | "all";
+  assignment: "all" | "me" | "unassigned" | string;
+  search: string;
+  phoneNumberId: string;
+};
+
+export async function conversations(q: ConversationQuery, me: string): Promise<Conversation[]> {
+  const p = new URLSearchParams({ limit: "100" });
+  if (q.status !== "all") p.set("status", q.status);
+  if (q.assignment === "me") p.set("assigned_user_id", me);
+  else if (q.assignment === "unassigned") p.set("unassigned", "true");
+  else if (q.assignment !== "all") p.set("assigned_user_id", q.assignment);
+  const digits = q.search.replace(/\D/g, "");
+  if (digits) p.set("phone_number", digits);
+  if (q.phoneNumberId) p.set("phone_number_id", q.phoneNumberId);
+  const r = await call<{ data: Conversation[] }>("GET", `/platform/v1/whatsapp/conversations?${p}`);
+  const words = q.search.trim().toLowerCase();
+  // A search without digits looks at names.
+  return digits || !words
+    ? r.data
+    : r.data.filter((c) => (c.kapso?.contact_name ?? "").toLowerCase().includes(words));
+}
+
+export async function conversation(id: string): Promise<Conversation> {
+  return (await call<{ data: Conversation }>("GET", `/platform/v1/whatsapp/conversations/${id}`)).data;
+}
+
+/** The conversation's messages, oldest first. */
+export async function messages(conversationId: string): Promise<Message[]> {
+  const r = await call<{ data: Message[] }>(
+    "GET",
+    `/platform/v1/whatsapp/conversations/${conversationId}/messages?limit=100`,
+  );
+  return [...r.data].reverse();
+}
+
+export async function members(): Promise<Member[]> {
+  return (await call<{ data: Member[] }>("GET", "/platform/v1/users?per_page=100")).data;
+}
+
+export async function phoneNumbers(): Promise<PhoneNumber[]> {
+  return (await call<{ data: PhoneNumber[] }>("GET", "/platform/v1/whatsapp/phone_numbers?per_page=100")).data;
+}
+
+/** Sends Meta's message body from a number through the proxy. */
+export async function send(phoneNumberId: string, body: Record<string, unknown>): Promise<void> {
+  await call("POST", `/meta/whatsapp/v24.0/${phoneNumberId}/messages`, { messaging_product: "whatsapp", ...body });
+}
+
+export async function assign(conversationId: string, userId: string): Promise<void> {
+  await call("POST", `/platform/v1/whatsapp/conversations/${conversationId}/assignments`, {
+    conversation_assignment: { user_id: userId },
+  });
+}
+
+export async function unassign(conversationId: string): Promise<void> {
+  const r = await call<{ data: { id: string }[] }>(
+    "GET",
+    `/platform/v1/whatsapp/conversations/${conversationId}/assignments?active=true`,
+  );
+  for (const a of r.data) {
+    await call("PATCH", `/platform/v1/whatsapp/conversations/${conversationId}/assignments/${a.id}`, {
+      conversation_assignment: { active: false },
+    });
+  }
+}
+
+export async function setConversationStatus(id: string, status: "active" | "ended"): Promise<void> {
+  await call("PATCH", `/platform/v1/whatsapp/conversations/${id}`, { whatsapp_conversation: { status } });
+}
