@@ -15,5 +15,5 @@ export default defineConfig({
       "/sandbox": "http://127.0.0.1:8080",
     },
   },
-  test: { environment: "jsdom", include: ["src/**/*.test.tsx"] },
+  test: { environment: "jsdom", include: ["src/**/*.test.{ts,tsx}"] },
 });

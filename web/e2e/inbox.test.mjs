@@ -52,7 +52,7 @@ test("a customer's message appears in the list and the thread without reload", a
 });
 
 test("reply and see delivered, then read ticks", async () => {
-  await page.getByLabel("Message").fill("Yes, we open at 9. What flavour?");
+  await page.getByRole("textbox", { name: "Message" }).fill("Yes, we open at 9. What flavour?");
   await page.getByRole("button", { name: "Send" }).click();
   const bubble = page.getByTestId("message").filter({ hasText: "Yes, we open at 9. What flavour?" });
   await bubble.waitFor();
@@ -90,4 +90,52 @@ test("a phone-sized screen shows the list, then the thread", async () => {
   await phone.getByLabel("Conversations", { exact: true }).waitFor();
   await phone.screenshot({ path: join(artifacts, "phone.png") });
   await phone.close();
+});
+
+test("outside the window only a template goes, with its preview", async () => {
+  const numbers = await server.api("GET", "/platform/v1/whatsapp/phone_numbers");
+  const waba = numbers.data.find((n) => n.phone_number_id === server.phoneNumberId).business_account_id;
+  await server.api("POST", `/meta/whatsapp/v24.0/${waba}/message_templates`, {
+    name: "order_ready",
+    language: "es",
+    category: "UTILITY",
+    components: [
+      { type: "BODY", text: "Hola {{1}}, tu pedido {{2}} está listo.", example: { body_text: [["Ana", "#42"]] } },
+      { type: "FOOTER", text: "Chasqui Bakery" },
+    ],
+  });
+  // The sandbox approves it after its review delay; the cache follows the status webhook.
+  for (let i = 0; ; i++) {
+    const t = await server.api("GET", "/platform/v1/whatsapp/templates?status=APPROVED&name=order_ready");
+    if (t.data.length > 0) break;
+    assert.ok(i < 100, "the template was not approved");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // The business writes first to a new customer: the window is closed.
+  await server.api("POST", `/meta/whatsapp/v24.0/${server.phoneNumberId}/messages`, {
+    messaging_product: "whatsapp",
+    to: "5491100003333",
+    type: "template",
+    template: {
+      name: "order_ready",
+      language: { code: "es" },
+      components: [{ type: "body", parameters: [{ type: "text", text: "Carla" }, { type: "text", text: "#76" }] }],
+    },
+  });
+  await page.getByLabel("Status").selectOption("all");
+  await page.getByTestId("conversation").filter({ hasText: "+5491100003333" }).click();
+  await page.getByTestId("window").getByText("The 24-hour window is closed").waitFor();
+  assert.equal(await page.getByRole("textbox", { name: "Message" }).isDisabled(), true);
+  await page.getByRole("button", { name: "Choose a template" }).click();
+  await page.getByLabel("Template", { exact: true }).selectOption({ label: "order_ready (es)" });
+  await page.getByLabel("body {{1}}").fill("Carla");
+  await page.getByLabel("body {{2}}").fill("#77");
+  const shown = page.getByTestId("template-preview");
+  await shown.getByText("Hola Carla, tu pedido #77 está listo.").waitFor();
+  await shown.getByText("Chasqui Bakery").waitFor();
+  await page.screenshot({ path: join(artifacts, "template.png") });
+  await page.getByRole("button", { name: "Send template" }).click();
+  const sent = page.getByTestId("message").filter({ hasText: "Carla · #77" });
+  await sent.waitFor();
+  await sent.locator('[data-status="delivered"], [data-status="read"]').first().waitFor({ timeout: 15_000 });
 });

@@ -198,6 +198,7 @@ export function Inbox({ session, onLogout }: Props) {
             conversation={open}
             messages={thread}
             members={members}
+            numbers={numbers}
             onChanged={() => {
               loadThread();
               loadList();

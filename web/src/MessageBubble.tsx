@@ -28,7 +28,7 @@ export function preview(m: Message): string {
 
 function Ticks({ status }: { status: string }) {
   const label: Record<string, string> = {
-    pending: "🕓",
+    pending: "…",
     sent: "✓",
     delivered: "✓✓",
     read: "✓✓",
@@ -119,13 +119,19 @@ function Content({ m }: { m: Message }) {
         </a>
       );
     }
-    case "template":
+    case "template": {
+      const t = obj(m.template);
+      const values = (Array.isArray(t.components) ? (t.components as Obj[]) : [])
+        .flatMap((c) => (Array.isArray(c.parameters) ? (c.parameters as Obj[]) : []))
+        .map((p) => str(p.text) || str(obj(p[str(p.type)]).link))
+        .filter(Boolean);
       return (
         <div>
-          <div className="template-name">Template {str(obj(m.template).name)}</div>
-          <div className="text">{m.kapso?.content}</div>
+          <div className="template-name">Template {str(t.name)}</div>
+          <div className="text">{values.length ? values.join(" · ") : m.kapso?.content}</div>
         </div>
       );
+    }
     default:
       return <div className="text">{m.kapso?.content || `[${m.type}]`}</div>;
   }

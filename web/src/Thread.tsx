@@ -3,19 +3,22 @@
 
 import { useEffect, useMemo, useRef, useState } from "react";
 import * as api from "./api";
-import type { Conversation, Member, Message } from "./api";
+import type { Conversation, Member, Message, PhoneNumber } from "./api";
 import { remaining } from "./format";
 import { MessageBubble, preview } from "./MessageBubble";
+import { TemplatePicker } from "./TemplatePicker";
 
 type Props = {
   conversation: Conversation;
   messages: Message[];
   members: Member[];
+  numbers: PhoneNumber[];
   onChanged: () => void;
   onBack: () => void;
 };
 
-export function Thread({ conversation: c, messages, members, onChanged, onBack }: Props) {
+export function Thread({ conversation: c, messages, members, numbers, onChanged, onBack }: Props) {
+  const [picking, setPicking] = useState(false);
   const [text, setText] = useState("");
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const [error, setError] = useState("");
@@ -133,8 +136,22 @@ export function Thread({ conversation: c, messages, members, onChanged, onBack }
         <div className={`window ${windowOpen ? "open" : "closed"}`} data-testid="window">
           {windowOpen
             ? `24-hour window open · closes in ${remaining(c.kapso?.customer_service_window_expires_at)}`
-            : "The 24-hour window is closed: only an approved template can be sent."}
+            : "The 24-hour window is closed: only an approved template can be sent."}{" "}
+          <button type="button" className="link" onClick={() => setPicking((p) => !p)}>
+            {windowOpen ? "Template" : "Choose a template"}
+          </button>
         </div>
+        {picking && (
+          <TemplatePicker
+            businessAccountId={numbers.find((n) => n.phone_number_id === c.phone_number_id)?.business_account_id ?? null}
+            to={to}
+            onSend={async (body) => {
+              await api.send(c.phone_number_id, body);
+              onChanged();
+            }}
+            onClose={() => setPicking(false)}
+          />
+        )}
         {replyTo && (
           <div className="replying">
             Replying to: {preview(replyTo)}{" "}

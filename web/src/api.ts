@@ -49,7 +49,14 @@ export type Message = {
 };
 
 export type Member = { id: string; user_id: string; email: string; name: string; role: string };
-export type PhoneNumber = { id: string; phone_number_id: string; name?: string; display_phone_number?: string; kind?: string };
+export type PhoneNumber = {
+  id: string;
+  phone_number_id: string;
+  business_account_id?: string | null;
+  name?: string;
+  display_phone_number?: string;
+  kind?: string;
+};
 
 /** An API error with the server's message. */
 export class ApiError extends Error {

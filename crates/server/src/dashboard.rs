@@ -1,5 +1,5 @@
-//! The dashboard: the React app built into `web/dist`, embedded in the binary (read from
-//! disk in debug builds) and served at `/`. Paths that are not files get `index.html`, so
+//! The dashboard: the React app built into `web/dist`, embedded in the binary (debug builds
+//! too, so a test binary serves exactly the dist it was built with) and served at `/`. Paths that are not files get `index.html`, so
 //! the app's own routes load; API prefixes never do.
 
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
