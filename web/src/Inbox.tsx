@@ -2,16 +2,22 @@
 // right (one at a time on a phone-sized screen), kept current by the realtime feed.
 
 import { useCallback, useEffect, useRef, useState } from "react";
-import * as api from "./api";
 import type { Conversation, ConversationQuery, Member, Message, PhoneNumber, Session } from "./api";
+import type { Backend } from "./backend";
 import { time } from "./format";
 import { subscribe, type Change } from "./realtime";
 import { Thread } from "./Thread";
 
-type Props = { session: Session; onLogout: () => void };
+type Props = {
+  backend: Backend;
+  /** The logged-in user (none in an embed). */
+  session?: Session;
+  title?: string;
+  onLogout?: () => void;
+};
 
-export function Inbox({ session, onLogout }: Props) {
-  const me = session.user.id;
+export function Inbox({ backend, session, title, onLogout }: Props) {
+  const me = session?.user.id ?? "";
   const [query, setQuery] = useState<ConversationQuery>({
     status: "active",
     assignment: "all",
@@ -35,18 +41,18 @@ export function Inbox({ session, onLogout }: Props) {
 
   const loadList = useCallback(async () => {
     try {
-      setList(await api.conversations(state.current.query, me));
+      setList(await backend.conversations(state.current.query, me));
       setError("");
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));
     }
-  }, [me]);
+  }, [me, backend]);
 
   const loadThread = useCallback(async () => {
     const id = state.current.openId;
     if (!id) return;
     try {
-      const [c, m] = await Promise.all([api.conversation(id), api.messages(id)]);
+      const [c, m] = await Promise.all([backend.conversation(id), backend.messages(id)]);
       if (state.current.openId === id) {
         setOpen(c);
         setThread(m);
@@ -54,7 +60,7 @@ export function Inbox({ session, onLogout }: Props) {
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));
     }
-  }, []);
+  }, [backend]);
 
   useEffect(() => {
     loadList();
@@ -70,17 +76,17 @@ export function Inbox({ session, onLogout }: Props) {
   }, [openId, loadThread]);
 
   useEffect(() => {
-    api.members().then(setMembers).catch(() => setMembers([]));
-    api.phoneNumbers().then(setNumbers).catch(() => setNumbers([]));
-  }, []);
+    backend.members().then(setMembers).catch(() => setMembers([]));
+    backend.numbers().then(setNumbers).catch(() => setNumbers([]));
+  }, [backend]);
 
   useEffect(
     () =>
-      subscribe((c: Change) => {
+      subscribe(backend.realtimePath, (c: Change) => {
         const current = state.current.openId;
         if (c.type === "message" && c.conversation_id && c.conversation_id !== current) {
           setUnread((u) => ({ ...u, [c.conversation_id as string]: (u[c.conversation_id as string] ?? 0) + 1 }));
-          if (state.current.notify && document.hidden && typeof Notification !== "undefined") {
+          if (state.current.notify && backend.kind === "dashboard" && document.hidden && typeof Notification !== "undefined") {
             new Notification("New WhatsApp message", { body: "A conversation has a new message" });
           }
         }
@@ -89,7 +95,7 @@ export function Inbox({ session, onLogout }: Props) {
           loadThread();
         }
       }, setLive),
-    [loadList, loadThread],
+    [backend, loadList, loadThread],
   );
 
   const askNotifications = async () => {
@@ -103,19 +109,21 @@ export function Inbox({ session, onLogout }: Props) {
     <div className={`inbox ${openId ? "has-open" : ""}`}>
       <aside className="sidebar">
         <header className="top">
-          <strong>Chasqui</strong>
+          <strong>{title ?? "Chasqui"}</strong>
           <span className={`live ${live ? "on" : "off"}`} title={live ? "Live" : "Reconnecting"}>
             ●
           </span>
-          <span className="muted grow">{session.user.email}</span>
-          {!notify && typeof Notification !== "undefined" && (
+          <span className="muted grow">{session?.user.email}</span>
+          {session && !notify && typeof Notification !== "undefined" && (
             <button type="button" onClick={askNotifications} title="Browser notifications for new messages">
               Alerts
             </button>
           )}
-          <button type="button" onClick={onLogout}>
-            Log out
-          </button>
+          {onLogout && (
+            <button type="button" onClick={onLogout}>
+              Log out
+            </button>
+          )}
         </header>
         <div className="filters">
           <input
@@ -131,6 +139,7 @@ export function Inbox({ session, onLogout }: Props) {
               <option value="ended">Ended</option>
               <option value="all">All</option>
             </select>
+{backend.canAssign && (
             <select aria-label="Assignment" value={query.assignment} onChange={(e) => set({ assignment: e.target.value })}>
               <option value="all">Everyone's</option>
               <option value="me">Assigned to me</option>
@@ -143,6 +152,7 @@ export function Inbox({ session, onLogout }: Props) {
                   </option>
                 ))}
             </select>
+)}
             {numbers.length > 1 && (
               <select aria-label="Phone number" value={query.phoneNumberId} onChange={(e) => set({ phoneNumberId: e.target.value })}>
                 <option value="">All numbers</option>
@@ -195,6 +205,7 @@ export function Inbox({ session, onLogout }: Props) {
       <main className="main">
         {open ? (
           <Thread
+            backend={backend}
             conversation={open}
             messages={thread}
             members={members}

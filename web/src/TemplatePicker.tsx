@@ -2,17 +2,16 @@
 // customer will receive before sending it (the only way to write when the window is closed).
 
 import { useEffect, useMemo, useState } from "react";
-import { call } from "./api";
 import { complete, preview, sendBody, slots, type Template } from "./templates";
 
 type Props = {
-  businessAccountId: string | null;
+  load: () => Promise<Template[]>;
   to: string;
   onSend: (body: Record<string, unknown>) => Promise<void>;
   onClose: () => void;
 };
 
-export function TemplatePicker({ businessAccountId, to, onSend, onClose }: Props) {
+export function TemplatePicker({ load, to, onSend, onClose }: Props) {
   const [templates, setTemplates] = useState<Template[]>([]);
   const [chosenId, setChosenId] = useState("");
   const [values, setValues] = useState<Record<string, string>>({});
@@ -20,12 +19,10 @@ export function TemplatePicker({ businessAccountId, to, onSend, onClose }: Props
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
-    const p = new URLSearchParams({ status: "APPROVED" });
-    if (businessAccountId) p.set("business_account_id", businessAccountId);
-    call<{ data: Template[] }>("GET", `/platform/v1/whatsapp/templates?${p}`)
-      .then((r) => setTemplates(r.data))
+    load()
+      .then(setTemplates)
       .catch((e) => setError(e instanceof Error ? e.message : String(e)));
-  }, [businessAccountId]);
+  }, [load]);
 
   const chosen = templates.find((t) => t.id === chosenId);
   const shown = useMemo(() => (chosen ? preview(chosen, values) : null), [chosen, values]);

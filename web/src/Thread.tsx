@@ -1,14 +1,16 @@
 // The open conversation: header (contact, assignment, end), messages, and the composer,
 // which shows the customer-service window and refuses what Meta would refuse.
 
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import * as api from "./api";
+import type { Backend } from "./backend";
 import type { Conversation, Member, Message, PhoneNumber } from "./api";
 import { remaining } from "./format";
 import { MessageBubble, preview } from "./MessageBubble";
 import { TemplatePicker } from "./TemplatePicker";
 
 type Props = {
+  backend: Backend;
   conversation: Conversation;
   messages: Message[];
   members: Member[];
@@ -17,8 +19,10 @@ type Props = {
   onBack: () => void;
 };
 
-export function Thread({ conversation: c, messages, members, numbers, onChanged, onBack }: Props) {
+export function Thread({ backend, conversation: c, messages, members, numbers, onChanged, onBack }: Props) {
   const [picking, setPicking] = useState(false);
+  const waba = numbers.find((n) => n.phone_number_id === c.phone_number_id)?.business_account_id ?? null;
+  const loadTemplates = useCallback(() => backend.templates(waba), [backend, waba]);
   const [text, setText] = useState("");
   const [replyTo, setReplyTo] = useState<Message | null>(null);
   const [error, setError] = useState("");
@@ -60,7 +64,7 @@ export function Thread({ conversation: c, messages, members, numbers, onChanged,
     const body = text.trim();
     if (!body) return;
     run(async () => {
-      await api.send(c.phone_number_id, {
+      await backend.send(c, {
         to,
         type: "text",
         text: { body },
@@ -72,7 +76,7 @@ export function Thread({ conversation: c, messages, members, numbers, onChanged,
   };
 
   const react = (m: Message, emoji: string) =>
-    run(() => api.send(c.phone_number_id, { to, type: "reaction", reaction: { message_id: m.id, emoji } }));
+    run(() => backend.send(c, { to, type: "reaction", reaction: { message_id: m.id, emoji } }));
 
   const assignee = c.assigned_user_id ?? "";
   const name = c.kapso?.contact_name || c.phone_number || "Unknown";
@@ -87,6 +91,7 @@ export function Thread({ conversation: c, messages, members, numbers, onChanged,
           <strong>{name}</strong>
           <span className="muted">{c.phone_number}</span>
         </div>
+{backend.canAssign && (
         <label className="assign">
           <span className="sr-only">Assigned to</span>
           <select
@@ -106,13 +111,14 @@ export function Thread({ conversation: c, messages, members, numbers, onChanged,
             ))}
           </select>
         </label>
-        {c.status === "active" ? (
+)}
+        {c.status !== "active" ? (
+          <span className="badge">Ended</span>
+        ) : backend.canAssign ? (
           <button type="button" disabled={busy} onClick={() => run(() => api.setConversationStatus(c.id, "ended"))}>
             End
           </button>
-        ) : (
-          <span className="badge">Ended</span>
-        )}
+        ) : null}
       </header>
       <div className="messages" data-testid="messages">
         {messages
@@ -143,10 +149,10 @@ export function Thread({ conversation: c, messages, members, numbers, onChanged,
         </div>
         {picking && (
           <TemplatePicker
-            businessAccountId={numbers.find((n) => n.phone_number_id === c.phone_number_id)?.business_account_id ?? null}
+            load={loadTemplates}
             to={to}
             onSend={async (body) => {
-              await api.send(c.phone_number_id, body);
+              await backend.send(c, body);
               onChanged();
             }}
             onClose={() => setPicking(false)}

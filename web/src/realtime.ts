@@ -1,4 +1,4 @@
-// The realtime feed: a WebSocket to /platform/v1/realtime that reconnects with backoff.
+// The realtime feed: a WebSocket (the dashboard's or an embed's) that reconnects with backoff.
 // Frames name what changed; the inbox reads it again through the API.
 
 export type Change = {
@@ -9,7 +9,11 @@ export type Change = {
 };
 
 /** Opens the feed; returns a function that closes it for good. */
-export function subscribe(onChange: (c: Change) => void, onState?: (connected: boolean) => void): () => void {
+export function subscribe(
+  path: string,
+  onChange: (c: Change) => void,
+  onState?: (connected: boolean) => void,
+): () => void {
   let socket: WebSocket | null = null;
   let closed = false;
   let delay = 500;
@@ -17,7 +21,7 @@ export function subscribe(onChange: (c: Change) => void, onState?: (connected: b
 
   const open = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/platform/v1/realtime`);
+    socket = new WebSocket(`${scheme}://${location.host}${path}`);
     socket.onmessage = (e) => {
       try {
         const change = JSON.parse(e.data) as Change;

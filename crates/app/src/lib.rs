@@ -5,6 +5,7 @@
 pub mod assignments;
 pub mod conversations;
 pub mod directory;
+pub mod embeds;
 pub mod env_vars;
 pub mod error;
 pub mod executions;

@@ -14,6 +14,7 @@ struct Assets;
 /// Paths that belong to APIs: an unknown one is a JSON 404, never the app.
 const API_PREFIXES: &[&str] = &[
     "platform/",
+    "embed-api/",
     "meta/",
     "sandbox/",
     "webhooks/",
@@ -25,10 +26,10 @@ const API_PREFIXES: &[&str] = &[
 ];
 
 /// What the dashboard's pages may load: only this server (WebSocket included), plus
-/// images and media that messages link to over https.
+/// images and media that messages link to over https. Only an embed page may be framed.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob: https:; media-src 'self' blob: https:; \
 connect-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; \
-form-action 'self'; frame-ancestors 'none'";
+form-action 'self'; frame-ancestors";
 
 fn not_found() -> Response {
     (
@@ -47,6 +48,15 @@ pub(crate) async fn serve(method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return not_found();
     }
+    file_response(path, "'none'")
+}
+
+/// The app's `index.html` for an embed page, which the given origins may frame.
+pub(crate) fn embed_page(frame_ancestors: &str) -> Response {
+    file_response("", frame_ancestors)
+}
+
+fn file_response(path: &str, frame_ancestors: &str) -> Response {
     let (file, name) = match Assets::get(path).filter(|_| !path.is_empty()) {
         Some(f) => (f, path),
         None => match Assets::get("index.html") {
@@ -69,9 +79,11 @@ pub(crate) async fn serve(method: Method, uri: Uri) -> Response {
     )
         .into_response();
     let headers = response.headers_mut();
+    let csp = format!("{CSP} {frame_ancestors}");
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_str(&csp)
+            .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'")),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -6,6 +6,7 @@
 mod assignments;
 mod auth;
 mod dashboard;
+mod embeds;
 mod error;
 mod extract;
 mod health;
@@ -65,9 +66,11 @@ pub fn router(state: AppState) -> Router {
                 .merge(executions::routes())
                 .merge(users::routes())
                 .merge(assignments::routes())
-                .merge(realtime::routes()),
+                .merge(realtime::routes())
+                .merge(embeds::routes()),
         )
         .merge(users::auth_routes())
+        .merge(embeds::embed_routes())
         .merge(proxy::guarded(state.clone()))
         .nest("/sandbox/v1", sandbox::routes())
         .with_state(state)

@@ -364,6 +364,7 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
         }
     };
     Ok(ConversationFilter {
+        phone_number_ids: None,
         assignment,
         phone_number_id: params.string("phone_number_id"),
         status,
@@ -479,17 +480,28 @@ async fn conversation_messages(
     conversations::get(state.app.db(), &project_id, &id)
         .await?
         .ok_or(ApiError(AppError::NotFound("Conversation")))?;
-    let mut filter = message_filter(&params)?;
-    filter.conversation_id = Some(id);
+    messages_of(&state, &project_id, id, &uri, &params).await
+}
+
+/// A page of a conversation's messages (the caller checked the conversation is visible).
+pub(crate) async fn messages_of(
+    state: &AppState,
+    project_id: &str,
+    conversation_id: String,
+    uri: &OriginalUri,
+    params: &Params,
+) -> ApiResult<Json<Value>> {
+    let mut filter = message_filter(params)?;
+    filter.conversation_id = Some(conversation_id);
     let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
     let cursor = params.cursor().map_err(bad)?;
     let fields = KapsoFields::messages(params.get("fields")).map_err(bad)?;
-    let page = messages::list(state.app.db(), &project_id, &filter, limit, &cursor).await?;
+    let page = messages::list(state.app.db(), project_id, &filter, limit, &cursor).await?;
     let statuses = render::statuses_for(&state.app, &page.items).await?;
     let data = page
         .items
         .iter()
         .map(|m| render::message(&state.app, m, &statuses, &fields))
         .collect();
-    Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+    Ok(Json(cursor_body(state, uri, params, &page, data)))
 }

@@ -48,22 +48,7 @@ async fn list(
     let data: Vec<Value> = found
         .iter()
         .filter(|t| name.is_none_or(|n| t.name.as_deref().is_some_and(|tn| tn.contains(n))))
-        .map(|t| {
-            let meta = t.to_meta();
-            json!({
-                "id": t.id,
-                "meta_template_id": t.meta_template_id,
-                "business_account_id": t.business_account_id,
-                "name": t.name,
-                "language_code": t.language,
-                "category": t.category,
-                "status": t.status,
-                "parameter_format": t.parameter_format.as_deref().unwrap_or("POSITIONAL"),
-                "components": meta.get("components").cloned().unwrap_or(Value::Null),
-                "rejected_reason": t.reason,
-                "updated_at": Timestamp(t.updated_at).to_rfc3339(),
-            })
-        })
+        .map(template_json)
         .collect();
     Ok(Json(json!({ "data": data })))
 }
@@ -109,4 +94,22 @@ async fn sync(
         reports.push(report);
     }
     Ok(Json(json!({ "data": reports })))
+}
+
+/// A cached template in the Platform API's shape.
+pub(crate) fn template_json(t: &chasqui_store::templates::Template) -> Value {
+    let meta = t.to_meta();
+    json!({
+        "id": t.id,
+        "meta_template_id": t.meta_template_id,
+        "business_account_id": t.business_account_id,
+        "name": t.name,
+        "language_code": t.language,
+        "category": t.category,
+        "status": t.status,
+        "parameter_format": t.parameter_format.as_deref().unwrap_or("POSITIONAL"),
+        "components": meta.get("components").cloned().unwrap_or(Value::Null),
+        "rejected_reason": t.reason,
+        "updated_at": Timestamp(t.updated_at).to_rfc3339(),
+    })
 }

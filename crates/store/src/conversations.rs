@@ -314,6 +314,8 @@ pub struct ConversationFilter {
     pub last_active_until: Option<i64>,
     /// Who the conversation is assigned to.
     pub assignment: AssignedTo,
+    /// Only these business numbers (an embed's scope); `Some(empty)` matches nothing.
+    pub phone_number_ids: Option<Vec<String>>,
 }
 
 /// The assignment filter of a conversation list.
@@ -354,6 +356,18 @@ pub async fn list(
     }
     if let Some(v) = filter.last_active_until {
         f.push(Arg::Int(v), |p| format!("v.last_active_at <= {p}"));
+    }
+    if let Some(ids) = &filter.phone_number_ids {
+        if ids.is_empty() {
+            f.raw("1 = 0".into());
+        } else {
+            let placeholders: Vec<String> =
+                ids.iter().map(|id| f.bind(Arg::Text(id.clone()))).collect();
+            f.raw(format!(
+                "v.phone_number_id IN ({})",
+                placeholders.join(", ")
+            ));
+        }
     }
     match &filter.assignment {
         AssignedTo::Anyone => {}

@@ -157,6 +157,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_email",
         include_str!("../migrations/0013_notification_email.sql"),
     ),
+    (
+        14,
+        "inbox_embeds",
+        include_str!("../migrations/0014_inbox_embeds.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -12,6 +12,7 @@ pub mod events;
 pub mod executions;
 pub mod group;
 pub mod idempotency;
+pub mod inbox_embeds;
 pub mod jobs;
 pub mod media;
 pub mod messages;

@@ -255,17 +255,31 @@ async fn send_message(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    match messaging::send(&state.app, &number, &body, key).await {
+    match send_with(&state, &number, &body, key).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// Sends Meta's body from a number and answers as the proxy does: Meta's response, or a
+/// Graph-shaped error (409 with `Retry-After` for a send in flight, 131047 outside the
+/// window).
+pub(crate) async fn send_with(
+    state: &AppState,
+    number: &chasqui_store::numbers::PhoneNumber,
+    body: &[u8],
+    key: Option<&str>,
+) -> Result<Response, Response> {
+    match messaging::send(&state.app, number, body, key).await {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (
+            Ok((
                 status,
                 [(header::CONTENT_TYPE, "application/json")],
                 answer.body,
             )
-                .into_response()
+                .into_response())
         }
-        Err(SendError::Invalid(details)) => GraphError::param(details).into_response(),
+        Err(SendError::Invalid(details)) => Err(GraphError::param(details).into_response()),
         Err(e @ (SendError::InFlight | SendError::KeyInProgress)) => {
             let mut response =
                 GraphError::new(StatusCode::CONFLICT, 131056, e.to_string()).into_response();
@@ -273,22 +287,25 @@ async fn send_message(
                 header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
             );
-            response
+            Err(response)
         }
-        Err(e @ SendError::WindowClosed) => GraphError::new(
+        Err(e @ SendError::WindowClosed) => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
             131047,
             "(#131047) Re-engagement message",
         )
         .with_details(e.to_string())
-        .into_response(),
+        .into_response()),
         Err(e @ SendError::KeyReused) => {
-            GraphError::new(StatusCode::UNPROCESSABLE_ENTITY, 100, e.to_string()).into_response()
+            Err(
+                GraphError::new(StatusCode::UNPROCESSABLE_ENTITY, 100, e.to_string())
+                    .into_response(),
+            )
         }
         Err(e @ SendError::Upstream(_)) => {
             tracing::warn!(error = %e, "send failed upstream");
-            GraphError::new(StatusCode::BAD_GATEWAY, 1, e.to_string()).into_response()
+            Err(GraphError::new(StatusCode::BAD_GATEWAY, 1, e.to_string()).into_response())
         }
-        Err(SendError::Store(e)) => GraphError::from(e).into_response(),
+        Err(SendError::Store(e)) => Err(GraphError::from(e).into_response()),
     }
 }
