@@ -139,3 +139,39 @@ test("outside the window only a template goes, with its preview", async () => {
   await sent.waitFor();
   await sent.locator('[data-status="delivered"], [data-status="read"]').first().waitFor({ timeout: 15_000 });
 });
+
+test("the phone simulator plays the customer: types, taps a button, shares a location", async () => {
+  await page.getByRole("button", { name: "Simulator" }).click();
+  await page.getByLabel("Customer phone").fill("5491100007777");
+  await page.getByLabel("Customer name").fill("Sim");
+  await page.getByLabel("Customer message").fill("Hi from the phone");
+  await page.getByRole("button", { name: "Send" }).click();
+  const phone = page.getByTestId("phone-messages");
+  await phone.getByText("Hi from the phone").waitFor();
+  // The business answers with buttons; they arrive on the phone live and can be tapped.
+  await server.api("POST", `/meta/whatsapp/v24.0/${server.phoneNumberId}/messages`, {
+    messaging_product: "whatsapp",
+    to: "5491100007777",
+    type: "interactive",
+    interactive: {
+      type: "button",
+      body: { text: "Pickup or delivery?" },
+      action: { buttons: [{ type: "reply", reply: { id: "pickup", title: "Pickup" } }, { type: "reply", reply: { id: "delivery", title: "Delivery" } }] },
+    },
+  });
+  await phone.getByText("Pickup or delivery?").waitFor();
+  await phone.getByRole("button", { name: "Delivery" }).click();
+  await phone.getByText("↩ Delivery").waitFor();
+  await page.getByRole("button", { name: "Share location" }).click();
+  await phone.getByText(/Plaza Mayor/).waitFor();
+  await page.screenshot({ path: join(artifacts, "simulator.png") });
+  // The business sees the customer's answers as Meta would deliver them.
+  const list = await server.api("GET", `/platform/v1/whatsapp/conversations?phone_number=5491100007777`);
+  const messages = await server.api("GET", `/platform/v1/whatsapp/conversations/${list.data[0].id}/messages?limit=10`);
+  const reply = messages.data.find((m) => m.type === "interactive" && m.kapso.direction === "inbound");
+  assert.equal(reply.interactive.button_reply.id, "delivery");
+  assert.ok(reply.context.id.startsWith("wamid."));
+  assert.ok(messages.data.some((m) => m.type === "location"));
+  await page.getByRole("button", { name: "← Inbox" }).click();
+  await page.getByTestId("conversation").filter({ hasText: "Sim" }).waitFor();
+});

@@ -6,6 +6,7 @@ import type { Session } from "./api";
 import { dashboard, embed, type EmbedSession } from "./backend";
 import { Inbox } from "./Inbox";
 import { Login } from "./Login";
+import { Simulator } from "./Simulator";
 
 /** The inbox inside another site, confined to the embed token in the path. */
 function EmbeddedInbox({ token }: { token: string }) {
@@ -38,16 +39,28 @@ export function App() {
 }
 
 function DashboardApp() {
+  const [page, setPage] = useState(location.pathname === "/simulator" ? "simulator" : "inbox");
+  useEffect(() => {
+    const back = () => setPage(location.pathname === "/simulator" ? "simulator" : "inbox");
+    addEventListener("popstate", back);
+    return () => removeEventListener("popstate", back);
+  }, []);
+  const go = (path: string) => {
+    history.pushState(null, "", path);
+    setPage(path === "/simulator" ? "simulator" : "inbox");
+  };
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   useEffect(() => {
     api.currentSession().then(setSession, () => setSession(null));
   }, []);
   if (session === undefined) return <div className="placeholder muted">Loading…</div>;
   if (!session) return <Login onLoggedIn={setSession} />;
+  if (page === "simulator") return <Simulator onBack={() => go("/")} />;
   return (
     <Inbox
       backend={dashboard}
       session={session}
+      onSimulator={() => go("/simulator")}
       onLogout={async () => {
         await api.logout().catch(() => undefined);
         setSession(null);

@@ -14,9 +14,11 @@ type Props = {
   session?: Session;
   title?: string;
   onLogout?: () => void;
+  /** Opens the phone simulator (dashboard only). */
+  onSimulator?: () => void;
 };
 
-export function Inbox({ backend, session, title, onLogout }: Props) {
+export function Inbox({ backend, session, title, onLogout, onSimulator }: Props) {
   const me = session?.user.id ?? "";
   const [query, setQuery] = useState<ConversationQuery>({
     status: "active",
@@ -117,6 +119,11 @@ export function Inbox({ backend, session, title, onLogout }: Props) {
           {session && !notify && typeof Notification !== "undefined" && (
             <button type="button" onClick={askNotifications} title="Browser notifications for new messages">
               Alerts
+            </button>
+          )}
+          {onSimulator && (
+            <button type="button" onClick={onSimulator} title="Chat with the business as a customer">
+              Simulator
             </button>
           )}
           {onLogout && (

@@ -65,7 +65,10 @@ function Media({ m }: { m: Message }) {
   );
 }
 
-function Interactive({ m }: { m: Message }) {
+/** A customer's answer to an interactive message (the phone simulator taps these). */
+export type Choice = { kind: "button_reply" | "list_reply"; id: string; title: string };
+
+function Interactive({ m, onChoose }: { m: Message; onChoose?: (c: Choice) => void }) {
   const i = obj(m.interactive);
   const reply = obj(i.button_reply ?? i.list_reply);
   if (str(reply.title)) return <div>↩ {str(reply.title)}</div>;
@@ -79,17 +82,30 @@ function Interactive({ m }: { m: Message }) {
       <div>{str(obj(i.body).text)}</div>
       {str(obj(i.footer).text) && <div className="footer">{str(obj(i.footer).text)}</div>}
       <div className="choices">
-        {buttons.map((b, n) => (
-          <span className="choice" key={n}>
-            {str(obj(b.reply).title)}
-          </span>
-        ))}
-        {sections.flatMap((s, n) =>
-          (Array.isArray(s.rows) ? (s.rows as Obj[]) : []).map((r, k) => (
-            <span className="choice" key={`${n}-${k}`}>
-              {str(r.title)}
+        {buttons.map((b, n) => {
+          const reply = obj(b.reply);
+          return onChoose ? (
+            <button type="button" className="choice" key={n} onClick={() => onChoose({ kind: "button_reply", id: str(reply.id), title: str(reply.title) })}>
+              {str(reply.title)}
+            </button>
+          ) : (
+            <span className="choice" key={n}>
+              {str(reply.title)}
             </span>
-          )),
+          );
+        })}
+        {sections.flatMap((s, n) =>
+          (Array.isArray(s.rows) ? (s.rows as Obj[]) : []).map((r, k) =>
+            onChoose ? (
+              <button type="button" className="choice" key={`${n}-${k}`} onClick={() => onChoose({ kind: "list_reply", id: str(r.id), title: str(r.title) })}>
+                {str(r.title)}
+              </button>
+            ) : (
+              <span className="choice" key={`${n}-${k}`}>
+                {str(r.title)}
+              </span>
+            ),
+          ),
         )}
         {str(obj(action.parameters).display_text) && (
           <span className="choice">🔗 {str(obj(action.parameters).display_text)}</span>
@@ -99,7 +115,7 @@ function Interactive({ m }: { m: Message }) {
   );
 }
 
-function Content({ m }: { m: Message }) {
+function Content({ m, onChoose }: { m: Message; onChoose?: (c: Choice) => void }) {
   switch (m.type) {
     case "text":
       return <div className="text">{str(obj(m.text).body)}</div>;
@@ -110,7 +126,7 @@ function Content({ m }: { m: Message }) {
     case "sticker":
       return <Media m={m} />;
     case "interactive":
-      return <Interactive m={m} />;
+      return <Interactive m={m} onChoose={onChoose} />;
     case "location": {
       const l = obj(m.location);
       return (
@@ -137,20 +153,31 @@ function Content({ m }: { m: Message }) {
   }
 }
 
+/** Who wrote a quoted message, as the reader sees it. */
+function quoteAuthor(q: Message, asCustomer?: boolean): string {
+  const fromBusiness = q.kapso?.direction === "outbound";
+  if (fromBusiness !== Boolean(asCustomer)) return "You";
+  return asCustomer ? "Business" : q.kapso?.contact_name || "Customer";
+}
+
 type Props = {
   m: Message;
   quoted?: Message;
   reactions: string[];
   onReply?: (m: Message) => void;
   onReact?: (m: Message, emoji: string) => void;
+  /** Seen from the customer's phone: the business's messages on the left. */
+  asCustomer?: boolean;
+  onChoose?: (m: Message, c: Choice) => void;
 };
 
-export function MessageBubble({ m, quoted, reactions, onReply, onReact }: Props) {
+export function MessageBubble({ m, quoted, reactions, onReply, onReact, asCustomer, onChoose }: Props) {
   const outbound = m.kapso?.direction === "outbound";
+  const mine = asCustomer ? !outbound : outbound;
   const referral = obj(m.referral);
   const contextId = m.context?.id ?? m.context?.message_id;
   return (
-    <div className={`bubble ${outbound ? "out" : "in"}`} data-wamid={m.id} data-testid="message">
+    <div className={`bubble ${mine ? "out" : "in"}`} data-wamid={m.id} data-testid="message">
       {str(referral.source_url) || str(referral.headline) ? (
         <div className="badge ctwa" title={str(referral.source_url)}>
           Ad: {str(referral.headline) || "click-to-WhatsApp"}
@@ -158,14 +185,14 @@ export function MessageBubble({ m, quoted, reactions, onReply, onReact }: Props)
       ) : null}
       {contextId && (
         <div className="quote">
-          <strong>{quoted ? (quoted.kapso?.direction === "outbound" ? "You" : quoted.kapso?.contact_name || "Customer") : ""}</strong>{" "}
+          <strong>{quoted ? quoteAuthor(quoted, asCustomer) : ""}</strong>{" "}
           {quoted ? preview(quoted) : "a message"}
         </div>
       )}
-      <Content m={m} />
+      <Content m={m} onChoose={onChoose ? (c) => onChoose(m, c) : undefined} />
       <div className="meta">
         <span>{time(secondsToIso(m.timestamp))}</span>
-        {outbound && <Ticks status={m.kapso?.status ?? "pending"} />}
+        {outbound && !asCustomer && <Ticks status={m.kapso?.status ?? "pending"} />}
       </div>
       {reactions.length > 0 && <div className="reactions">{reactions.join(" ")}</div>}
       {(onReply || onReact) && (
