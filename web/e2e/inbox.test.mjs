@@ -175,3 +175,29 @@ test("the phone simulator plays the customer: types, taps a button, shares a loc
   await page.getByRole("button", { name: "← Inbox" }).click();
   await page.getByTestId("conversation").filter({ hasText: "Sim" }).waitFor();
 });
+
+test("a workflow's handoff shows as a badge and filters the list", async () => {
+  const flow = await server.api("POST", "/platform/v1/workflows", {
+    workflow: {
+      name: "Straight to a person",
+      status: "active",
+      definition: {
+        nodes: [
+          { id: "start", position: { x: 0, y: 0 }, data: { node_type: "start", config: {} } },
+          { id: "human", position: { x: 0, y: 100 }, data: { node_type: "handoff", config: { reason: "asked for a person" } } },
+        ],
+        edges: [{ source: "start", target: "human", label: "next" }],
+      },
+    },
+  });
+  await server.api("POST", `/platform/v1/workflows/${flow.data.id}/triggers`, {
+    trigger: { trigger_type: "inbound_message", phone_number_id: server.phoneNumberId, active: true },
+  });
+  await customerSays(server, "5491100008888", "Hugo", "I want to talk to someone");
+  const hugo = page.getByTestId("conversation").filter({ hasText: "Hugo" });
+  await hugo.getByTestId("workflow-status").getByText("handoff").waitFor();
+  await page.getByLabel("Handoff").check();
+  await hugo.waitFor();
+  assert.equal(await page.getByTestId("conversation").count(), 1);
+  await page.getByLabel("Handoff").uncheck();
+});

@@ -25,6 +25,7 @@ export function Inbox({ backend, session, title, onLogout, onSimulator }: Props)
     assignment: "all",
     search: "",
     phoneNumberId: "",
+    handoff: new URLSearchParams(location.search).get("handoff") === "true",
   });
   const [list, setList] = useState<Conversation[]>([]);
   const [openId, setOpenId] = useState<string | null>(null);
@@ -160,6 +161,10 @@ export function Inbox({ backend, session, title, onLogout, onSimulator }: Props)
                 ))}
             </select>
 )}
+            <label className="check">
+              <input type="checkbox" checked={query.handoff} onChange={(e) => set({ handoff: e.target.checked })} />
+              Handoff
+            </label>
             {numbers.length > 1 && (
               <select aria-label="Phone number" value={query.phoneNumberId} onChange={(e) => set({ phoneNumberId: e.target.value })}>
                 <option value="">All numbers</option>
@@ -199,6 +204,11 @@ export function Inbox({ backend, session, title, onLogout, onSimulator }: Props)
                     </span>
                   )}
                 </span>
+                {c.workflow_status && c.workflow_status !== "ended" && (
+                  <span className={`badge flow flow-${c.workflow_status}`} data-testid="workflow-status">
+                    {c.workflow_status}
+                  </span>
+                )}
                 {c.assigned_user_id && (
                   <span className="badge">
                     {members.find((m) => m.user_id === c.assigned_user_id)?.name ?? "Assigned"}

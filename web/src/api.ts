@@ -15,6 +15,7 @@ export type Conversation = {
   status: "active" | "ended";
   last_active_at: string;
   assigned_user_id: string | null;
+  workflow_status?: "running" | "waiting" | "handoff" | "ended" | "failed" | null;
   kapso?: {
     contact_name: string | null;
     messages_count: number;
@@ -134,6 +135,7 @@ export type ConversationQuery = {
   assignment: "all" | "me" | "unassigned" | string;
   search: string;
   phoneNumberId: string;
+  handoff: boolean;
 };
 
 export async function conversations(q: ConversationQuery, me: string): Promise<Conversation[]> {
@@ -145,6 +147,7 @@ export async function conversations(q: ConversationQuery, me: string): Promise<C
   const digits = q.search.replace(/\D/g, "");
   if (digits) p.set("phone_number", digits);
   if (q.phoneNumberId) p.set("phone_number_id", q.phoneNumberId);
+  if (q.handoff) p.set("handoff", "true");
   const r = await call<{ data: Conversation[] }>("GET", `/platform/v1/whatsapp/conversations?${p}`);
   const words = q.search.trim().toLowerCase();
   // A search without digits looks at names.

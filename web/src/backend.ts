@@ -64,6 +64,7 @@ export function embed(token: string): Backend & { session(): Promise<EmbedSessio
       const digits = q.search.replace(/\D/g, "");
       if (digits) p.set("phone_number", digits);
       if (q.phoneNumberId) p.set("phone_number_id", q.phoneNumberId);
+      if (q.handoff) p.set("handoff", "true");
       const r = await call<{ data: Conversation[] }>("GET", `/embed-api/conversations?${p}`);
       const words = q.search.trim().toLowerCase();
       return digits || !words ? r.data : r.data.filter((c) => (c.kapso?.contact_name ?? "").toLowerCase().includes(words));

@@ -631,6 +631,32 @@ async fn the_api_resumes_hands_off_jumps_and_ends(backend: Backend) {
     assert_eq!(handoff["handoff"]["reason"], "approval needed");
     assert_eq!(handoff["handoff"]["source"], "action_step");
 
+    // The conversation shows the workflow's status, and the handoff filter finds it.
+    let conversation_id = e["whatsapp_conversation_id"]
+        .as_str()
+        .expect("conversation")
+        .to_owned();
+    let (_, c) = h
+        .get(&format!(
+            "/platform/v1/whatsapp/conversations/{conversation_id}"
+        ))
+        .await;
+    assert_eq!(c["data"]["workflow_status"], "handoff", "{c}");
+    let (_, handed) = h
+        .get("/platform/v1/whatsapp/conversations?handoff=true")
+        .await;
+    let ids: Vec<&str> = handed["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![conversation_id.as_str()]);
+    let (status, _) = h
+        .get("/platform/v1/whatsapp/conversations?handoff=maybe")
+        .await;
+    assert_eq!(status, 400);
+
     // In handoff, the customer's messages neither resume it nor start another.
     h.customer_says(
         "5215550005555",

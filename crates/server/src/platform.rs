@@ -363,7 +363,13 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
             )));
         }
     };
+    let handoff = match params.get("handoff") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("handoff must be true or false, not {other:?}"))),
+    };
     Ok(ConversationFilter {
+        handoff,
         phone_number_ids: None,
         assignment,
         phone_number_id: params.string("phone_number_id"),

@@ -50,9 +50,11 @@ pub struct Conversation {
     pub last_outbound_at: Option<i64>,
     /// The member of the active assignment, if any.
     pub assigned_user_id: Option<String>,
+    /// Status of the conversation's latest workflow execution, if any.
+    pub workflow_status: Option<String>,
 }
 
-const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at, (SELECT a.user_id FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1) AS assigned_user_id";
+const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at, (SELECT a.user_id FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1) AS assigned_user_id, (SELECT x.status FROM workflow_executions x WHERE x.conversation_id = v.id ORDER BY x.started_at DESC, x.id DESC LIMIT 1) AS workflow_status";
 const FROM: &str = "conversations v JOIN contacts c ON c.id = v.contact_id";
 
 fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
@@ -77,6 +79,7 @@ fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
         last_inbound_at: col(r, "last_inbound_at")?,
         last_outbound_at: col(r, "last_outbound_at")?,
         assigned_user_id: col(r, "assigned_user_id")?,
+        workflow_status: col(r, "workflow_status")?,
     })
 }
 
@@ -316,6 +319,8 @@ pub struct ConversationFilter {
     pub assignment: AssignedTo,
     /// Only these business numbers (an embed's scope); `Some(empty)` matches nothing.
     pub phone_number_ids: Option<Vec<String>>,
+    /// Only conversations a workflow handed to a person (an execution in `handoff`).
+    pub handoff: bool,
 }
 
 /// The assignment filter of a conversation list.
@@ -368,6 +373,11 @@ pub async fn list(
                 placeholders.join(", ")
             ));
         }
+    }
+    if filter.handoff {
+        f.raw(
+            "EXISTS (SELECT 1 FROM workflow_executions x WHERE x.conversation_id = v.id AND x.status = 'handoff')".into(),
+        );
     }
     match &filter.assignment {
         AssignedTo::Anyone => {}

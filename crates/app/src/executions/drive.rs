@@ -240,6 +240,8 @@ struct Run<'a> {
     /// Inputs consumed since the last save (deleted with it).
     consumed: Vec<String>,
     debounce_ms: i64,
+    /// The status as last stored (inboxes hear when it changes).
+    saved_status: String,
 }
 
 async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
@@ -257,6 +259,7 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
         .map_or(0, |w| w.message_debounce_seconds * 1000);
     let mut run = Run {
         app,
+        saved_status: e.status.clone(),
         e,
         machine: Machine::new(state),
         defs,
@@ -610,18 +613,27 @@ impl Run<'_> {
             .await;
         match result {
             Ok((e, Committed::Saved)) => {
-                if let (With::Intent(_) | With::Outcome { .. }, Some(pnid)) =
-                    (&with, e.phone_number_id.as_deref())
-                {
+                // Open inboxes hear of the flow's messages and of its status (their badge).
+                let kind = match &with {
+                    With::Intent(_) | With::Outcome { .. } => Some("message"),
+                    _ if e.status != self.saved_status => Some("conversation"),
+                    _ => None,
+                };
+                if let (Some(kind), Some(pnid), Some(_)) = (
+                    kind,
+                    e.phone_number_id.as_deref(),
+                    e.conversation_id.as_ref(),
+                ) {
                     let change = chasqui_store::notifier::Change {
                         project_id: e.project_id.clone(),
-                        kind: "message".into(),
+                        kind: kind.into(),
                         phone_number_id: Some(pnid.to_owned()),
                         conversation_id: e.conversation_id.clone(),
                         wamid: None,
                     };
                     self.app.publish_changes(vec![change]).await;
                 }
+                self.saved_status = e.status.clone();
                 self.e = e;
                 Ok(Committed::Saved)
             }
