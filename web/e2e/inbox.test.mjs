@@ -61,6 +61,21 @@ test("reply and see delivered, then read ticks", async () => {
   await page.screenshot({ path: join(artifacts, "thread.png") });
 });
 
+test("attach a photo with a caption", async () => {
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await page.getByRole("textbox", { name: "Message" }).fill("Our cake menu");
+  await page.getByLabel("Attach a file").setInputFiles({ name: "menu.png", mimeType: "image/png", buffer: png });
+  const bubble = page.getByTestId("message").filter({ hasText: "Our cake menu" });
+  await bubble.locator("img").waitFor();
+  const src = await bubble.locator("img").getAttribute("src");
+  const r = await fetch(new URL(src, server.base));
+  assert.equal(r.status, 200);
+  assert.deepEqual(Buffer.from(await r.arrayBuffer()), png);
+});
+
 test("assign to a member and filter by assignee", async () => {
   await page.getByLabel("Assigned to").selectOption({ label: "Agent Smith" });
   await page.getByTestId("conversation").filter({ hasText: "Agent Smith" }).waitFor();

@@ -75,6 +75,20 @@ export function Thread({ backend, conversation: c, messages, members, numbers, o
     });
   };
 
+  const attach = (file: File) =>
+    run(async () => {
+      const upload = backend.upload;
+      if (!upload) return;
+      const id = await upload(c, file);
+      const kind = api.mediaKind(file.type);
+      const caption = text.trim();
+      const media: Record<string, string> = { id };
+      if (kind === "document") media.filename = file.name;
+      if (caption && kind !== "audio") media.caption = caption;
+      await backend.send(c, { to, type: kind, [kind]: media });
+      setText("");
+    });
+
   const react = (m: Message, emoji: string) =>
     run(() => backend.send(c, { to, type: "reaction", reaction: { message_id: m.id, emoji } }));
 
@@ -172,6 +186,21 @@ export function Thread({ backend, conversation: c, messages, members, numbers, o
           </div>
         )}
         <form onSubmit={sendText}>
+          {backend.upload && (
+            <label className={`attach ${!windowOpen || busy ? "disabled" : ""}`} title="Attach a file">
+              📎
+              <input
+                type="file"
+                aria-label="Attach a file"
+                disabled={!windowOpen || busy}
+                onChange={(e) => {
+                  const file = e.target.files?.[0];
+                  e.target.value = "";
+                  if (file) attach(file);
+                }}
+              />
+            </label>
+          )}
           <textarea
             aria-label="Message"
             placeholder={windowOpen ? "Type a message" : "Window closed"}

@@ -203,3 +203,28 @@ export async function unassign(conversationId: string): Promise<void> {
 export async function setConversationStatus(id: string, status: "active" | "ended"): Promise<void> {
   await call("PATCH", `/platform/v1/whatsapp/conversations/${id}`, { whatsapp_conversation: { status } });
 }
+
+/** Uploads a file for a number through the proxy (as Meta's media upload); returns its id. */
+export async function upload(phoneNumberId: string, file: File): Promise<string> {
+  const form = new FormData();
+  form.append("messaging_product", "whatsapp");
+  form.append("type", file.type || "application/octet-stream");
+  form.append("file", file, file.name);
+  const r = await fetch(`/meta/whatsapp/v24.0/${phoneNumberId}/media`, {
+    method: "POST",
+    headers: { "X-CSRF-Token": csrf },
+    credentials: "same-origin",
+    body: form,
+  });
+  const body = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, errorText(body, r.status));
+  return body.id as string;
+}
+
+/** The WhatsApp message type for a file's MIME type. */
+export function mediaKind(mime: string): "image" | "video" | "audio" | "document" {
+  if (mime === "image/jpeg" || mime === "image/png") return "image";
+  if (mime.startsWith("video/")) return "video";
+  if (mime.startsWith("audio/")) return "audio";
+  return "document";
+}

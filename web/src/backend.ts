@@ -17,6 +17,8 @@ export type Backend = {
   numbers(): Promise<PhoneNumber[]>;
   realtimePath: string;
   canAssign: boolean;
+  /** Uploads a file from the conversation's number; returns the media id (dashboard only). */
+  upload?: (c: Conversation, file: File) => Promise<string>;
 };
 
 export const dashboard: Backend = {
@@ -34,6 +36,7 @@ export const dashboard: Backend = {
   numbers: api.phoneNumbers,
   realtimePath: "/platform/v1/realtime",
   canAssign: true,
+  upload: (c, file) => api.upload(c.phone_number_id, file),
 };
 
 export type EmbedSession = { name: string; default_mode: "system" | "light" | "dark"; phone_numbers: PhoneNumber[] };
