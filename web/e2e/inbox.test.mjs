@@ -88,6 +88,15 @@ test("assign to a member and filter by assignee", async () => {
   await customerSays(server, "5491100002222", "Beto", "Do you deliver?");
   const beto = page.getByTestId("conversation").filter({ hasText: "Beto" });
   await beto.getByLabel("unread messages").waitFor();
+  // Search by name or by digits of the number.
+  await page.getByLabel("Search by name or number").fill("bet");
+  await page.getByText("No conversations").or(beto).first().waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation"]').length === 1);
+  await beto.waitFor();
+  await page.getByLabel("Search by name or number").fill("00001111");
+  await page.getByTestId("conversation").filter({ hasText: "Ana" }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="conversation"]').length === 1);
+  await page.getByLabel("Search by name or number").fill("");
   await page.screenshot({ path: join(artifacts, "inbox.png") });
 });
 

@@ -144,16 +144,11 @@ export async function conversations(q: ConversationQuery, me: string): Promise<C
   if (q.assignment === "me") p.set("assigned_user_id", me);
   else if (q.assignment === "unassigned") p.set("unassigned", "true");
   else if (q.assignment !== "all") p.set("assigned_user_id", q.assignment);
-  const digits = q.search.replace(/\D/g, "");
-  if (digits) p.set("phone_number", digits);
+  if (q.search.trim()) p.set("search", q.search.trim());
   if (q.phoneNumberId) p.set("phone_number_id", q.phoneNumberId);
   if (q.handoff) p.set("handoff", "true");
   const r = await call<{ data: Conversation[] }>("GET", `/platform/v1/whatsapp/conversations?${p}`);
-  const words = q.search.trim().toLowerCase();
-  // A search without digits looks at names.
-  return digits || !words
-    ? r.data
-    : r.data.filter((c) => (c.kapso?.contact_name ?? "").toLowerCase().includes(words));
+  return r.data;
 }
 
 export async function conversation(id: string): Promise<Conversation> {

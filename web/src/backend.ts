@@ -64,13 +64,11 @@ export function embed(token: string): Backend & { session(): Promise<EmbedSessio
     conversations: async (q) => {
       const p = new URLSearchParams({ limit: "100" });
       if (q.status !== "all") p.set("status", q.status);
-      const digits = q.search.replace(/\D/g, "");
-      if (digits) p.set("phone_number", digits);
+      if (q.search.trim()) p.set("search", q.search.trim());
       if (q.phoneNumberId) p.set("phone_number_id", q.phoneNumberId);
       if (q.handoff) p.set("handoff", "true");
       const r = await call<{ data: Conversation[] }>("GET", `/embed-api/conversations?${p}`);
-      const words = q.search.trim().toLowerCase();
-      return digits || !words ? r.data : r.data.filter((c) => (c.kapso?.contact_name ?? "").toLowerCase().includes(words));
+      return r.data;
     },
     conversation: async (id) => (await call<{ data: Conversation }>("GET", `/embed-api/conversations/${id}`)).data,
     messages: async (id) =>

@@ -236,6 +236,28 @@ async fn assignments_and_filters(backend: Backend) {
         .collect();
     assert_eq!(ids.len(), 2, "{list}");
     let (ana, beto) = (&ids[1], &ids[0]);
+    // Search by name (any case) or by digits of the number.
+    for (q, want) in [
+        ("ana", ana),
+        ("BET", beto),
+        ("000002", beto),
+        ("+54 9 11 0000 0001", ana),
+    ] {
+        let (status, found) = h
+            .get(&format!(
+                "/platform/v1/whatsapp/conversations?search={}",
+                q.replace(' ', "%20").replace('+', "%2B")
+            ))
+            .await;
+        assert_eq!(status, 200, "{found}");
+        let got: Vec<&str> = found["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(got, vec![want.as_str()], "{q}");
+    }
     let base = format!("/platform/v1/whatsapp/conversations/{ana}/assignments");
 
     // Precise errors: unknown user, not a member, unknown conversation, bad field.

@@ -368,7 +368,16 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
         Some("true") => true,
         Some(other) => return Err(bad(format!("handoff must be true or false, not {other:?}"))),
     };
+    let search = params
+        .get("search")
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned);
+    if search.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(bad("search must be at most 100 characters".into()));
+    }
     Ok(ConversationFilter {
+        search,
         handoff,
         phone_number_ids: None,
         assignment,

@@ -321,6 +321,8 @@ pub struct ConversationFilter {
     pub phone_number_ids: Option<Vec<String>>,
     /// Only conversations a workflow handed to a person (an execution in `handoff`).
     pub handoff: bool,
+    /// Text in the contact's name or digits in its number (case-insensitive).
+    pub search: Option<String>,
 }
 
 /// The assignment filter of a conversation list.
@@ -371,6 +373,18 @@ pub async fn list(
             f.raw(format!(
                 "v.phone_number_id IN ({})",
                 placeholders.join(", ")
+            ));
+        }
+    }
+    if let Some(q) = &filter.search {
+        let words = f.bind(Arg::Text(format!("%{}%", q.to_lowercase())));
+        let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            f.raw(format!("LOWER(c.profile_name) LIKE {words}"));
+        } else {
+            let d = f.bind(Arg::Text(format!("%{digits}%")));
+            f.raw(format!(
+                "(LOWER(c.profile_name) LIKE {words} OR c.wa_id LIKE {d})"
             ));
         }
     }
