@@ -88,6 +88,10 @@ test("assign to a member and filter by assignee", async () => {
   await customerSays(server, "5491100002222", "Beto", "Do you deliver?");
   const beto = page.getByTestId("conversation").filter({ hasText: "Beto" });
   await beto.getByLabel("unread messages").waitFor();
+  // Unread state is the user's, kept by the server: it survives a reload, and opening
+  // the conversation reads it.
+  await page.reload();
+  await beto.getByLabel("unread messages").getByText("1").waitFor();
   // Search by name or by digits of the number.
   await page.getByLabel("Search by name or number").fill("bet");
   await page.getByText("No conversations").or(beto).first().waitFor();

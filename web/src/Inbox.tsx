@@ -59,6 +59,8 @@ export function Inbox({ backend, session, title, onLogout, onSimulator }: Props)
       if (state.current.openId === id) {
         setOpen(c);
         setThread(m);
+        // What the agent sees is read.
+        backend.markRead?.(id).catch(() => undefined);
       }
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e));
@@ -198,11 +200,14 @@ export function Inbox({ backend, session, title, onLogout, onSimulator }: Props)
                 </span>
                 <span className="line">
                   <span className="preview">{c.kapso?.last_message_text ?? ""}</span>
-                  {(unread[c.id] ?? 0) > 0 && (
-                    <span className="unread" aria-label="unread messages">
-                      {unread[c.id]}
-                    </span>
-                  )}
+                  {(() => {
+                    const n = c.id === openId ? 0 : (c.unread_count ?? unread[c.id] ?? 0);
+                    return n > 0 ? (
+                      <span className="unread" aria-label="unread messages">
+                        {n >= 100 ? "99+" : n}
+                      </span>
+                    ) : null;
+                  })()}
                 </span>
                 {c.workflow_status && c.workflow_status !== "ended" && (
                   <span className={`badge flow flow-${c.workflow_status}`} data-testid="workflow-status">

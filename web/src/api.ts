@@ -16,6 +16,8 @@ export type Conversation = {
   last_active_at: string;
   assigned_user_id: string | null;
   workflow_status?: "running" | "waiting" | "handoff" | "ended" | "failed" | null;
+  /** The logged-in user's unread customer messages (capped at 100); null for an embed. */
+  unread_count?: number | null;
   kapso?: {
     contact_name: string | null;
     messages_count: number;
@@ -222,4 +224,9 @@ export function mediaKind(mime: string): "image" | "video" | "audio" | "document
   if (mime.startsWith("video/")) return "video";
   if (mime.startsWith("audio/")) return "audio";
   return "document";
+}
+
+/** The logged-in user has read a conversation up to now. */
+export async function markRead(conversationId: string): Promise<void> {
+  await call("POST", `/platform/v1/whatsapp/conversations/${conversationId}/read`, {});
 }

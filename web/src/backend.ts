@@ -17,6 +17,8 @@ export type Backend = {
   numbers(): Promise<PhoneNumber[]>;
   realtimePath: string;
   canAssign: boolean;
+  /** Marks a conversation read for the user (dashboard only; embeds count locally). */
+  markRead?: (id: string) => Promise<void>;
   /** Uploads a file from the conversation's number; returns the media id (dashboard only). */
   upload?: (c: Conversation, file: File) => Promise<string>;
 };
@@ -37,6 +39,7 @@ export const dashboard: Backend = {
   realtimePath: "/platform/v1/realtime",
   canAssign: true,
   upload: (c, file) => api.upload(c.phone_number_id, file),
+  markRead: api.markRead,
 };
 
 export type EmbedSession = { name: string; default_mode: "system" | "light" | "dark"; phone_numbers: PhoneNumber[] };

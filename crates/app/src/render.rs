@@ -222,6 +222,7 @@ pub fn conversation(c: &Conversation, fields: &KapsoFields, now: i64) -> Value {
         "business_scoped_user_id": c.user_id,
         "assigned_user_id": c.assigned_user_id,
         "workflow_status": c.workflow_status,
+        "unread_count": c.unread_count,
     });
     let mut k = Map::new();
     k.insert("contact_name".into(), json!(c.contact_name));

@@ -236,6 +236,48 @@ async fn assignments_and_filters(backend: Backend) {
         .collect();
     assert_eq!(ids.len(), 2, "{list}");
     let (ana, beto) = (&ids[1], &ids[0]);
+
+    // Unread counts are the session user's: one customer message each until read.
+    let unread = |list: &Value, id: &str| {
+        list["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["unread_count"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let (_, mine) = owner.get(&h, "/platform/v1/whatsapp/conversations").await;
+    assert_eq!(unread(&mine, ana), json!(1), "{mine}");
+    assert!(unread(&list, ana).is_null(), "an API key has no read state");
+    let (status, _) = owner
+        .post(
+            &h,
+            &format!("/platform/v1/whatsapp/conversations/{ana}/read"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = h
+        .post(
+            &format!("/platform/v1/whatsapp/conversations/{ana}/read"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (_, mine) = owner.get(&h, "/platform/v1/whatsapp/conversations").await;
+    assert_eq!(unread(&mine, ana), json!(0));
+    assert_eq!(unread(&mine, beto), json!(1));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.customer_says(
+        "5491100000001",
+        "Ana",
+        json!({"type": "text", "text": {"body": "still there?"}}),
+    )
+    .await;
+    h.settle().await;
+    let (_, mine) = owner.get(&h, "/platform/v1/whatsapp/conversations").await;
+    assert_eq!(unread(&mine, ana), json!(1));
     // Search by name (any case) or by digits of the number.
     for (q, want) in [
         ("ana", ana),

@@ -52,6 +52,10 @@ pub(crate) fn routes() -> Router<AppState> {
             get(get_conversation).patch(update_conversation),
         )
         .route(
+            "/whatsapp/conversations/{id}/read",
+            axum::routing::post(mark_read),
+        )
+        .route(
             "/whatsapp/conversations/{id}/messages",
             get(conversation_messages),
         )
@@ -378,6 +382,7 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
     }
     Ok(ConversationFilter {
         search,
+        reader: None,
         handoff,
         phone_number_ids: None,
         assignment,
@@ -397,11 +402,13 @@ pub(crate) fn conversation_filter(params: &Params) -> ApiResult<ConversationFilt
 
 async fn list_conversations(
     State(state): State<AppState>,
-    Auth { project_id, .. }: Auth,
+    Auth { project_id, actor }: Auth,
     uri: OriginalUri,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let filter = conversation_filter(&params)?;
+    let mut filter = conversation_filter(&params)?;
+    // A logged-in user sees their own unread counts.
+    filter.reader = actor.user_id().map(str::to_owned);
     let limit = params.int("limit", 20, 1, 100).map_err(bad)?;
     let cursor = params.cursor().map_err(bad)?;
     let fields = KapsoFields::conversations(params.get("fields")).map_err(bad)?;
@@ -412,6 +419,25 @@ async fn list_conversations(
         .map(|c| render::conversation(c, &fields, state.app.now()))
         .collect();
     Ok(Json(cursor_body(&state, &uri, &params, &page, data)))
+}
+
+/// `POST /whatsapp/conversations/{id}/read`: the session's user has read the conversation
+/// up to now (its unread count drops to 0). Only a user has read state (422 for a key).
+async fn mark_read(
+    State(state): State<AppState>,
+    Auth { project_id, actor }: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let Some(user_id) = actor.user_id() else {
+        return Err(ApiError(AppError::invalid(
+            "read state belongs to a logged-in user, not an API key",
+        )));
+    };
+    conversations::get(state.app.db(), &project_id, &id)
+        .await?
+        .ok_or(ApiError(AppError::NotFound("Conversation")))?;
+    conversations::mark_read(state.app.db(), user_id, &id, state.app.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn get_conversation(

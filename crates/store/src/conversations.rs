@@ -52,7 +52,13 @@ pub struct Conversation {
     pub assigned_user_id: Option<String>,
     /// Status of the conversation's latest workflow execution, if any.
     pub workflow_status: Option<String>,
+    /// Customer messages the listing user has not read (at most [`UNREAD_CAP`]); `None`
+    /// when no user asked.
+    pub unread_count: Option<i64>,
 }
+
+/// Unread counts stop at this number (the inbox shows "99+").
+pub const UNREAD_CAP: i64 = 100;
 
 const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at, (SELECT a.user_id FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1) AS assigned_user_id, (SELECT x.status FROM workflow_executions x WHERE x.conversation_id = v.id ORDER BY x.started_at DESC, x.id DESC LIMIT 1) AS workflow_status";
 const FROM: &str = "conversations v JOIN contacts c ON c.id = v.contact_id";
@@ -80,6 +86,7 @@ fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
         last_outbound_at: col(r, "last_outbound_at")?,
         assigned_user_id: col(r, "assigned_user_id")?,
         workflow_status: col(r, "workflow_status")?,
+        unread_count: col(r, "unread_count")?,
     })
 }
 
@@ -293,7 +300,9 @@ pub async fn last_inbound_at(
 
 /// A conversation of the project.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Conversation>> {
-    let sql = format!("SELECT {COLS} FROM {FROM} WHERE v.id = $1 AND v.project_id = $2");
+    let sql = format!(
+        "SELECT {COLS}, CAST(NULL AS BIGINT) AS unread_count FROM {FROM} WHERE v.id = $1 AND v.project_id = $2"
+    );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(project_id)
@@ -323,6 +332,8 @@ pub struct ConversationFilter {
     pub handoff: bool,
     /// Text in the contact's name or digits in its number (case-insensitive).
     pub search: Option<String>,
+    /// The user whose unread counts to include.
+    pub reader: Option<String>,
 }
 
 /// The assignment filter of a conversation list.
@@ -402,10 +413,24 @@ pub async fn list(
             "NOT EXISTS (SELECT 1 FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1)".into(),
         ),
     }
+    // Bound before the conditions' placeholders are used in the select list: one argument
+    // list serves both.
+    let unread = match &filter.reader {
+        Some(user_id) => {
+            let u = f.bind(Arg::Text(user_id.clone()));
+            let cap = f.bind(Arg::Int(UNREAD_CAP));
+            format!(
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.direction = 'inbound' \
+                 AND m.sent_at > COALESCE((SELECT r.last_read_at FROM conversation_reads r WHERE r.user_id = {u} AND r.conversation_id = v.id), 0) \
+                 LIMIT {cap}) AS unread)"
+            )
+        }
+        None => "CAST(NULL AS BIGINT)".to_owned(),
+    };
     let order = keyset(&mut f, cursor, "v.last_active_at", "v.id");
     let l = f.bind(Arg::Int(limit + 1));
     let sql = format!(
-        "SELECT {COLS} FROM {FROM}{} ORDER BY v.last_active_at {order}, v.id {order} LIMIT {l}",
+        "SELECT {COLS}, {unread} AS unread_count FROM {FROM}{} ORDER BY v.last_active_at {order}, v.id {order} LIMIT {l}",
         f.where_sql()
     );
     let rows = f.query(sql).fetch_all(db.reader()).await?;
@@ -416,4 +441,24 @@ pub async fn list(
     Ok(page(items, limit as usize, cursor, |c| {
         (c.last_active_at, c.id.clone())
     }))
+}
+
+/// Records that a user has read a conversation up to `at` (ms); never moves backwards.
+pub async fn mark_read(
+    db: &Db,
+    user_id: &str,
+    conversation_id: &str,
+    at: i64,
+) -> crate::Result<()> {
+    sqlx::query(
+        "INSERT INTO conversation_reads (user_id, conversation_id, last_read_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, conversation_id) DO UPDATE SET last_read_at = $3 \
+         WHERE conversation_reads.last_read_at < $3",
+    )
+    .bind(user_id)
+    .bind(conversation_id)
+    .bind(at)
+    .execute(db.writer())
+    .await?;
+    Ok(())
 }

@@ -162,6 +162,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox_embeds",
         include_str!("../migrations/0014_inbox_embeds.sql"),
     ),
+    (
+        15,
+        "conversation_reads",
+        include_str!("../migrations/0015_conversation_reads.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
