@@ -130,6 +130,21 @@ fn generate_password() -> String {
     hex::encode(random_bytes::<12>())
 }
 
+/// The password to set: the given one once checked, or a generated one (also returned, to
+/// show once).
+fn chosen_password(given: Option<String>) -> Result<(String, Option<String>), AppError> {
+    match given {
+        Some(p) => {
+            check_password(&p)?;
+            Ok((p, None))
+        }
+        None => {
+            let p = generate_password();
+            Ok((p.clone(), Some(p)))
+        }
+    }
+}
+
 async fn hash_password(password: String) -> Result<String, AppError> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
@@ -241,16 +256,7 @@ pub async fn add_member(
             if name.chars().count() > 200 {
                 return Err(AppError::invalid("name must be at most 200 characters"));
             }
-            let (password, generated) = match input.password {
-                Some(p) => {
-                    check_password(&p)?;
-                    (p, None)
-                }
-                None => {
-                    let p = generate_password();
-                    (p.clone(), Some(p))
-                }
-            };
+            let (password, generated) = chosen_password(input.password)?;
             let user = User {
                 id: new_id(),
                 email: email.clone(),
@@ -297,16 +303,7 @@ pub async fn reset_password(
     let (user, _) = users::by_email(app.db(), &email)
         .await?
         .ok_or(AppError::NotFound("user"))?;
-    let (password, generated) = match password {
-        Some(p) => {
-            check_password(&p)?;
-            (p, None)
-        }
-        None => {
-            let p = generate_password();
-            (p.clone(), Some(p))
-        }
-    };
+    let (password, generated) = chosen_password(password)?;
     let hash = hash_password(password).await?;
     users::set_password(app.db(), &user.id, &hash, app.now()).await?;
     Ok(generated)
