@@ -1,5 +1,6 @@
-//! Authentication: `X-API-Key` for the Platform API and the proxy, or the number's own Meta
-//! access token as `Authorization: Bearer` on the proxy.
+//! Authentication: `X-API-Key` for the Platform API and the proxy, the dashboard's session
+//! cookie (with its CSRF token on unsafe requests) for both, or the number's own Meta access
+//! token as `Authorization: Bearer` on the proxy.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
