@@ -12,8 +12,9 @@ use chasqui_store::notifications::{self, MAX_EMAIL_ATTEMPTS, Notification};
 
 use crate::{App, AppError};
 
-/// Notices claimed per round.
-const BATCH: i64 = 20;
+/// Notices claimed per round: one, so a send (at most the 20 s SMTP timeout) always ends
+/// within the lease and no other node emails the same notice meanwhile.
+const BATCH: i64 = 1;
 /// Lease of a claimed notice, multiplied by its attempt (1 min, 2 min, ...).
 const LEASE_MILLIS: i64 = 60_000;
 
