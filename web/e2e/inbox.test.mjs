@@ -58,6 +58,19 @@ test("reply and see delivered, then read ticks", async () => {
   await bubble.waitFor();
   await bubble.locator('[data-status="delivered"]').waitFor({ timeout: 15_000 });
   await bubble.locator('[data-status="read"]').waitFor({ timeout: 15_000 });
+  // Reply to a specific message, and react to one.
+  const cake = page.locator(".bubble.in").filter({ hasText: "I need a cake for Friday" });
+  await cake.hover();
+  await cake.getByRole("button", { name: "Reply" }).click();
+  await page.getByText("Replying to: I need a cake for Friday").waitFor();
+  await page.getByRole("textbox", { name: "Message" }).fill("Chocolate or vanilla?");
+  await page.getByRole("button", { name: "Send" }).click();
+  const answer = page.getByTestId("message").filter({ hasText: "Chocolate or vanilla?" });
+  await answer.locator(".quote").getByText("I need a cake for Friday").waitFor();
+  await answer.locator(".quote").getByText("Ana").waitFor();
+  await cake.hover();
+  await cake.getByRole("button", { name: "React 👍" }).click();
+  await cake.locator(".reactions").getByText("👍").waitFor();
   await page.screenshot({ path: join(artifacts, "thread.png") });
 });
 
@@ -112,7 +125,7 @@ test("a phone-sized screen shows the list, then the thread", async () => {
   await phone.getByLabel("Password").fill(server.password);
   await phone.getByRole("button", { name: "Log in" }).click();
   await phone.getByTestId("conversation").filter({ hasText: "Ana" }).click();
-  await phone.getByTestId("messages").getByText("I need a cake for Friday").waitFor();
+  await phone.getByTestId("messages").getByText("I need a cake for Friday", { exact: true }).waitFor();
   assert.equal(await phone.getByLabel("Conversations", { exact: true }).isVisible(), false);
   await phone.getByLabel("Back to conversations").click();
   await phone.getByLabel("Conversations", { exact: true }).waitFor();
