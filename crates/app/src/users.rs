@@ -458,8 +458,7 @@ pub async fn remove_member(
 }
 
 async fn keep_an_owner(app: &App, project_id: &str) -> Result<(), AppError> {
-    let (members, _) = users::members(app.db(), project_id, 10_000, 0).await?;
-    if members.iter().filter(|m| m.role == "owner").count() <= 1 {
+    if users::owner_count(app.db(), project_id).await? <= 1 {
         return Err(AppError::Conflict(
             "a project keeps at least one owner".into(),
         ));

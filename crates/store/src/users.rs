@@ -208,6 +208,16 @@ pub async fn members(
     ))
 }
 
+/// How many owners a project has.
+pub async fn owner_count(db: &Db, project_id: &str) -> crate::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships WHERE project_id = $1 AND role = 'owner'",
+    )
+    .bind(project_id)
+    .fetch_one(db.reader())
+    .await?)
+}
+
 /// A user's membership in a project, by user id.
 pub async fn member(db: &Db, project_id: &str, user_id: &str) -> crate::Result<Option<Member>> {
     let sql = format!(
