@@ -196,13 +196,13 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
     let done = sqlx::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at, batch_key) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, \
-           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN 'buffered' ELSE 'pending' END, 0, \
-           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN COALESCE((SELECT MIN(x.created_at) FROM webhook_deliveries x \
+           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN 'buffered' ELSE 'pending' END, 0, \
+           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN COALESCE((SELECT MIN(x.created_at) FROM webhook_deliveries x \
                   WHERE x.webhook_id = w.id AND x.batch_key = $8 AND x.status = 'buffered'), $5) + w.buffer_window_seconds * 1000 \
                 ELSE $5 END, \
-           $5, $5, CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND w.buffer_events LIKE $7) THEN $8 ELSE NULL END \
+           $5, $5, CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN $8 ELSE NULL END \
          FROM webhooks w \
-         WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.active = 1 AND w.events LIKE $7 \
+         WHERE w.project_id = $6 AND w.kind = 'kapso' AND w.active = 1 AND replace(w.events, $7, '') <> w.events \
            AND (w.phone_number_id IS NULL OR w.phone_number_id = $3) \
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
     )
@@ -212,7 +212,7 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
     .bind(e.subject)
     .bind(now)
     .bind(e.project_id)
-    .bind(format!("%\"{}\"%", e.event_type))
+    .bind(format!("\"{}\"", e.event_type))
     .bind(e.batch_key)
     .execute(conn)
     .await?;
