@@ -33,7 +33,10 @@ pub async fn run(app: App, shutdown: CancellationToken) {
         chasqui_store::Backend::Sqlite => 1,
     };
     let mut tasks: Vec<_> = (0..loops)
-        .map(|_| tokio::spawn(inbound_loop(app.clone(), shutdown.clone())))
+        .map(|_| {
+            app.db()
+                .spawn_writer(inbound_loop(app.clone(), shutdown.clone()))
+        })
         .collect();
     tasks.push(tokio::spawn(jobs_loop(app.clone(), shutdown.clone())));
     // Several delivery loops, so one slow receiver (up to the 10 s timeout) holds back only

@@ -23,7 +23,7 @@ pub const INSTANCE_KEY_ENV: &str = "CHASQUI_INSTANCE_KEY";
 
 /// Opens the database and applies migrations.
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(&config.database_url)
+    let db = Db::connect_with(&config.database_url, config.sqlite_writer_cpu)
         .await
         .context("opening the database")?;
     db.migrate().await.context("applying migrations")?;

@@ -7,6 +7,10 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+use crate::lane::{Lane, LanePin};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,8 @@ pub struct Db {
     read: AnyPool,
     inbox: AnyPool,
     backend: Backend,
+    /// SQLite: the thread that runs writing tasks beside the writer connection.
+    lane: Option<Arc<Lane>>,
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
@@ -201,8 +207,15 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Db {
-    /// Opens `url` (`sqlite:PATH` or `postgres://...`), creating an SQLite file if needed.
+    /// Opens `url` (`sqlite:PATH` or `postgres://...`), creating an SQLite file if needed;
+    /// an SQLite writer lane is pinned as [`LanePin::Auto`] says.
     pub async fn connect(url: &str) -> crate::Result<Self> {
+        Self::connect_with(url, LanePin::Auto).await
+    }
+
+    /// [`Db::connect`] with the SQLite writer lane pinned as `pin` says (ignored on
+    /// PostgreSQL).
+    pub async fn connect_with(url: &str, pin: LanePin) -> crate::Result<Self> {
         sqlx::any::install_default_drivers();
         let bad = |reason: &str| StoreError::Url {
             url: redact_url(url),
@@ -231,6 +244,9 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .min_connections(1)
+                    // Kept open: the writer's thread keeps the CPU it was started on.
+                    .max_lifetime(None)
+                    .idle_timeout(None)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
@@ -247,7 +263,15 @@ impl Db {
                     })
                     .connect_with(options)
             };
-            let write = pool(1, options.clone()).await?;
+            let lane = Lane::start(pin).map_err(|e| bad(&format!("writer thread: {e}")))?;
+            // Opened from the lane, so the connection's thread inherits the lane's CPU.
+            let write = lane
+                .spawn(pool(1, options.clone()))
+                .await
+                .map_err(|e| bad(&format!("writer thread: {e}")))??;
+            if let Some(cpu) = lane.cpu() {
+                tracing::debug!(cpu, "SQLite writer pinned");
+            }
             let read = pool(4, options).await?;
             let inbox = pool(1, inbox_options).await?;
             Ok(Self {
@@ -255,6 +279,7 @@ impl Db {
                 read,
                 inbox,
                 backend: Backend::Sqlite,
+                lane: Some(Arc::new(lane)),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = AnyConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
@@ -268,6 +293,7 @@ impl Db {
                 read: pool.clone(),
                 inbox: pool,
                 backend: Backend::Postgres,
+                lane: None,
             })
         } else {
             Err(bad("expected sqlite:PATH or postgres://..."))
@@ -282,6 +308,19 @@ impl Db {
     /// The pool for statements that write (a single connection on SQLite).
     pub fn writer(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// Runs a task that writes: on SQLite on the writer lane, beside the writer
+    /// connection's thread; on PostgreSQL on the current runtime.
+    pub fn spawn_writer<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.lane {
+            Some(lane) => lane.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// The pool for read-only statements.

@@ -51,7 +51,8 @@ impl WriteQueue {
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
             let (db, receiver) = (db.clone(), receiver.clone());
-            tokio::spawn(async move {
+            let lane = db.clone();
+            lane.spawn_writer(async move {
                 loop {
                     let batch = {
                         let mut receiver = receiver.lock().await;
@@ -69,8 +70,11 @@ impl WriteQueue {
                     };
                     // A unit that panics ends only its batch's task (its callers get an
                     // error); the writer goes on with the next batch.
-                    let db = db.clone();
-                    if let Err(e) = tokio::spawn(async move { run_batch(&db, batch).await }).await {
+                    let batch_db = db.clone();
+                    if let Err(e) = db
+                        .spawn_writer(async move { run_batch(&batch_db, batch).await })
+                        .await
+                    {
                         tracing::error!(error = %e, "a group-commit batch panicked");
                     }
                 }

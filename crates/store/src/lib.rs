@@ -14,6 +14,7 @@ pub mod group;
 pub mod idempotency;
 pub mod inbox_embeds;
 pub mod jobs;
+pub mod lane;
 pub mod media;
 pub mod messages;
 pub mod notifications;
