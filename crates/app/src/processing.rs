@@ -555,7 +555,15 @@ async fn store_status(
         return Ok(());
     }
     let parsed = head.status.parse::<MessageStatus>().ok();
-    let mut known = messages::exists(conn, pnid, &head.id).await?;
+    // Usually the message is ours and the status moves it forward: one statement.
+    let advanced = match parsed {
+        Some(status) => {
+            messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now)
+                .await?
+        }
+        None => false,
+    };
+    let mut known = advanced || messages::exists(conn, pnid, &head.id).await?;
     // A workflow send whose node died before Meta's answer names itself here.
     if !known
         && let Some(ours) = raw
@@ -626,7 +634,11 @@ async fn store_status(
     }
     crate::realtime::note(project_id, "status", pnid, None, Some(&head.id));
     if let Some(status) = parsed {
-        messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now).await?;
+        if !advanced {
+            // An adopted send (or an old status of a known message, which changes nothing).
+            messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now)
+                .await?;
+        }
         if matches!(
             status,
             MessageStatus::Sent

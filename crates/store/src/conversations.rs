@@ -117,6 +117,20 @@ pub async fn current(
         phone_number_id,
         contact_id,
     } = thread;
+    // Usually the thread has a conversation still within its idle window: one statement.
+    let active = sqlx::query(
+        "SELECT id, last_active_at FROM conversations WHERE phone_number_id = $1 AND contact_id = $2 AND status = 'active'",
+    )
+    .bind(phone_number_id)
+    .bind(contact_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = active {
+        let last_active_at: i64 = col(&row, "last_active_at")?;
+        if last_active_at.saturating_add(idle_millis) >= at {
+            return Ok((col(&row, "id")?, false));
+        }
+    }
     // Close an idle one first, so the new message opens a fresh conversation.
     sqlx::query(
         "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 \
