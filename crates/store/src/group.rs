@@ -122,7 +122,18 @@ async fn run_batch(db: &Db, jobs: Vec<Job>) {
     let mut delivers: Vec<Deliver> = Vec::with_capacity(jobs.len());
     let outcome = async {
         let mut tx = db.writer().begin().await?;
+        // A unit alone needs no savepoint: the transaction is its own.
+        let alone = jobs.len() == 1;
         for job in jobs {
+            if alone {
+                let (keep, deliver) = job(&mut tx).await;
+                delivers.push(deliver);
+                return if keep {
+                    tx.commit().await
+                } else {
+                    tx.rollback().await
+                };
+            }
             sqlx::query("SAVEPOINT unit").execute(&mut *tx).await?;
             let (keep, deliver) = job(&mut tx).await;
             delivers.push(deliver);
@@ -205,5 +216,39 @@ mod tests {
             .await
             .expect("p7");
         assert_eq!(names, vec!["x".to_owned()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_unit_alone_in_its_batch_commits_or_rolls_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("g.db").display());
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let queue = WriteQueue::start(db.clone(), 1, 256);
+        let insert = |id: &'static str, fail: bool| {
+            queue.run(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, 'x', 0)")
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    if fail {
+                        sqlx::query(
+                            "INSERT INTO projects (id, name, created_at) VALUES ($1, 'y', 0)",
+                        )
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+        };
+        // Awaited one by one, so each batch holds one unit.
+        assert!(insert("a", true).await.is_err());
+        assert_eq!(project_count(&db).await, 0, "the failed unit left nothing");
+        insert("a", false).await.expect("the same id again");
+        insert("b", false).await.expect("another");
+        assert_eq!(project_count(&db).await, 2);
     }
 }
