@@ -563,7 +563,12 @@ async fn store_status(
         }
         None => false,
     };
-    let mut known = advanced || messages::exists(conn, pnid, &head.id).await?;
+    let mut known = advanced;
+    if !known {
+        // A send may be taking this wamid right now: wait for it, then look.
+        messages::lock_wamid(conn, pnid, &head.id).await?;
+        known = messages::exists(conn, pnid, &head.id).await?;
+    }
     // A workflow send whose node died before Meta's answer names itself here.
     if !known
         && let Some(ours) = raw

@@ -370,6 +370,24 @@ pub async fn expire_in_flight(
     Ok(done.rows_affected() > 0)
 }
 
+/// Serialises, until the end of the caller's transaction, the writers that decide which row
+/// holds `wamid`: a send taking Meta's answer and a status webhook that may make a stub for
+/// it. On PostgreSQL two such transactions would otherwise both see no row, and one of them
+/// fail on the unique (phone number, wamid) key; SQLite has a single writer already.
+pub async fn lock_wamid(
+    conn: &mut AnyConnection,
+    phone_number_id: &str,
+    wamid: &str,
+) -> crate::Result<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("wamid:{phone_number_id}:{wamid}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Completes an accepted send: the message takes Meta's wamid. A status webhook that arrived
 /// before this (and made a stub under that wamid) is folded in: the stub goes, its statuses
 /// stay in the history and move the message forward.
@@ -380,6 +398,7 @@ pub async fn finish_send(
     wamid: &str,
     now: i64,
 ) -> crate::Result<()> {
+    lock_wamid(tx, phone_number_id, wamid).await?;
     sqlx::query(
         "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3",
     )
@@ -497,4 +516,92 @@ pub async fn revive_interrupted(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+
+    fn outbound(id: &str, wamid: &str, message_type: &str) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            project_id: "p".into(),
+            phone_number_id: "n".into(),
+            conversation_id: None,
+            contact_id: None,
+            wamid: wamid.into(),
+            direction: "outbound".into(),
+            message_type: message_type.into(),
+            status: "pending".into(),
+            status_rank: 0,
+            body: "{}".into(),
+            content: String::new(),
+            has_media: false,
+            media_id: None,
+            sent_at: 0,
+            created_at: 0,
+        }
+    }
+
+    /// Seen under load (1 send in ~2,500): a status webhook made a stub for a wamid while the
+    /// send that owns it was recording Meta's answer; both saw no row, and the send failed
+    /// on the unique key with a 500 although Meta had accepted the message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_taking_its_wamid_waits_for_a_stub_being_made_postgres() {
+        let Some(admin) = crate::testing::postgres_admin_url() else {
+            assert!(
+                std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "CHASQUI_TEST_POSTGRES_URL is required"
+            );
+            return;
+        };
+        let url = crate::testing::create_postgres_database(&admin, "chasqui_test_wamid")
+            .await
+            .expect("database");
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+            .execute(db.writer())
+            .await
+            .expect("project");
+        let mut conn = db.writer().acquire().await.expect("conn");
+        insert(&mut conn, &outbound("x", "pending.x", "text"))
+            .await
+            .expect("the send, in flight");
+        drop(conn);
+
+        // A status webhook for W is making its stub...
+        let mut stub = db.writer().begin().await.expect("begin");
+        lock_wamid(&mut stub, "n", "W").await.expect("lock");
+        insert(&mut stub, &outbound("s", "W", "unknown"))
+            .await
+            .expect("stub");
+        // ...when Meta's answer naming W reaches the send.
+        let sender = db.clone();
+        let send = tokio::spawn(async move {
+            let mut tx = sender.writer().begin().await?;
+            finish_send(&mut tx, "x", "n", "W", 1).await?;
+            tx.commit().await?;
+            Ok::<_, crate::StoreError>(())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !send.is_finished(),
+            "the send waits for the stub's transaction"
+        );
+        stub.commit().await.expect("stub commits");
+        send.await.expect("join").expect("the send takes its wamid");
+
+        let holders: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE wamid = 'W'")
+            .fetch_all(db.reader())
+            .await
+            .expect("holders");
+        assert_eq!(
+            holders,
+            vec!["x".to_owned()],
+            "the stub folded into the send"
+        );
+        db.close().await;
+    }
 }
