@@ -189,6 +189,14 @@ impl fmt::Debug for Config {
 use chasqui_store::lane::LanePin;
 pub use chasqui_store::redact_url;
 
+/// A file value given as a string or a bare number, as text.
+fn toml_text(v: toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
 fn check_http_url(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim().trim_end_matches('/');
     let rest = trimmed
@@ -264,10 +272,7 @@ impl ConfigArgs {
         let ttl_text = self
             .media_url_ttl
             .clone()
-            .or(file.media_url_ttl.map(|v| match v {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            }))
+            .or(file.media_url_ttl.map(toml_text))
             .unwrap_or_else(|| "300".into());
         let media_url_ttl = match ttl_text.parse::<i64>() {
             Ok(n) if (10..=86_400).contains(&n) => n,
@@ -316,10 +321,7 @@ impl ConfigArgs {
         let lease_text = self
             .workflow_step_lease
             .clone()
-            .or(file.workflow_step_lease.map(|v| match v {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            }))
+            .or(file.workflow_step_lease.map(toml_text))
             .unwrap_or_else(|| "60".into());
         let workflow_step_lease = lease_text
             .trim()
@@ -353,10 +355,7 @@ impl ConfigArgs {
         let pin_text = self
             .sqlite_writer_cpu
             .clone()
-            .or(file.sqlite_writer_cpu.map(|v| match v {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            }))
+            .or(file.sqlite_writer_cpu.map(toml_text))
             .unwrap_or_else(|| "auto".into());
         let sqlite_writer_cpu = pin_text
             .parse::<LanePin>()

@@ -244,7 +244,8 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .min_connections(1)
-                    // Kept open: the writer's thread keeps the CPU it was started on.
+                    // Kept open (SQLite connections are cheap to keep): the writer's thread
+                    // then keeps the CPU it was started on.
                     .max_lifetime(None)
                     .idle_timeout(None)
                     .acquire_timeout(Duration::from_secs(30))

@@ -51,8 +51,7 @@ impl WriteQueue {
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
             let (db, receiver) = (db.clone(), receiver.clone());
-            let lane = db.clone();
-            lane.spawn_writer(async move {
+            db.clone().spawn_writer(async move {
                 loop {
                     let batch = {
                         let mut receiver = receiver.lock().await;
