@@ -924,10 +924,11 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
     let last_error = last.error.clone().unwrap_or_default();
     let reason =
         format!("{failed} of {total} delivery attempts failed in 15 minutes (last: {last_error})");
-    if !webhooks::pause(app.db(), &w.id, &reason, now).await? {
+    // The pause and its notice commit together: a crash cannot leave one without the other.
+    let mut tx = app.db().writer().begin().await.map_err(StoreError::from)?;
+    if !webhooks::pause(&mut tx, &w.id, &reason, now).await? {
         return Ok(());
     }
-    tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook paused");
     let details = json!({
         "webhook_id": w.id,
         "url": w.url,
@@ -939,7 +940,7 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
         "resume": "PATCH the webhook with active: true; held deliveries are then sent",
     });
     chasqui_store::notifications::insert(
-        app.db(),
+        &mut tx,
         &chasqui_store::notifications::Notification {
             id: new_id(),
             project_id: w.project_id.clone(),
@@ -953,6 +954,8 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
         },
     )
     .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook paused");
     Ok(())
 }
 

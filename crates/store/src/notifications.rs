@@ -47,7 +47,7 @@ fn notification(r: &sqlx::any::AnyRow) -> crate::Result<Notification> {
 }
 
 /// Records a notice.
-pub async fn insert(db: &Db, n: &Notification) -> crate::Result<()> {
+pub async fn insert(conn: &mut sqlx::AnyConnection, n: &Notification) -> crate::Result<()> {
     sqlx::query(
         "INSERT INTO notifications (id, project_id, kind, subject, details, created_at, emailed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -58,7 +58,7 @@ pub async fn insert(db: &Db, n: &Notification) -> crate::Result<()> {
     .bind(&n.details)
     .bind(n.created_at)
     .bind(n.emailed_at)
-    .execute(db.writer())
+    .execute(conn)
     .await?;
     Ok(())
 }

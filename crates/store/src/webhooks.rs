@@ -713,15 +713,21 @@ pub async fn attempt_stats(db: &Db, webhook_id: &str, since: i64) -> crate::Resu
     Ok((row.try_get("total")?, row.try_get("failed")?))
 }
 
-/// Pauses a webhook (automatic pausing); returns whether it was running.
-pub async fn pause(db: &Db, id: &str, reason: &str, now: i64) -> crate::Result<bool> {
+/// Pauses a webhook (automatic pausing) in the caller's transaction; returns whether it was
+/// running.
+pub async fn pause(
+    conn: &mut AnyConnection,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> crate::Result<bool> {
     let done = sqlx::query(
         "UPDATE webhooks SET paused_at = $1, pause_reason = $2, updated_at = $1 WHERE id = $3 AND paused_at IS NULL",
     )
     .bind(now)
     .bind(reason)
     .bind(id)
-    .execute(db.writer())
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
