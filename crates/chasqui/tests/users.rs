@@ -228,14 +228,20 @@ async fn assignments_and_filters(backend: Backend) {
     .await;
     h.settle().await;
     let (_, list) = h.get("/platform/v1/whatsapp/conversations").await;
-    let ids: Vec<String> = list["data"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|c| c["id"].as_str().expect("id").to_owned())
-        .collect();
-    assert_eq!(ids.len(), 2, "{list}");
-    let (ana, beto) = (&ids[1], &ids[0]);
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "{list}");
+    // By number, not by list order: the sandbox's default workflow answers each customer,
+    // and whichever greeting goes out last puts that conversation first.
+    let id_of = |number: &str| {
+        list["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|c| c["phone_number"] == number)
+            .and_then(|c| c["id"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no conversation with {number}: {list}"))
+    };
+    let (ana, beto) = (&id_of("+5491100000001"), &id_of("+5491100000002"));
 
     // Unread counts are the session user's: one customer message each until read.
     let unread = |list: &Value, id: &str| {
