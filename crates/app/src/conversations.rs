@@ -42,8 +42,8 @@ pub async fn end_idle(app: &App, idle_millis: i64) -> Result<u64, AppError> {
     }
 }
 
-fn store_error(e: chasqui_store::SqlxError) -> AppError {
-    AppError::Store(e.into())
+fn store_error(e: chasqui_store::StoreError) -> AppError {
+    AppError::Store(e)
 }
 
 /// Ends (`ended`) or reopens (`active`) a conversation of the project; returns it after.

@@ -43,9 +43,3 @@ impl AppError {
         AppError::Invalid(vec![message.into()])
     }
 }
-
-impl From<chasqui_store::SqlxError> for AppError {
-    fn from(e: chasqui_store::SqlxError) -> Self {
-        AppError::Store(e.into())
-    }
-}

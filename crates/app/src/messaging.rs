@@ -47,12 +47,6 @@ pub enum SendError {
     Store(#[from] chasqui_store::StoreError),
 }
 
-impl From<chasqui_store::SqlxError> for SendError {
-    fn from(e: chasqui_store::SqlxError) -> Self {
-        SendError::Store(e.into())
-    }
-}
-
 /// Meta's answer, passed through unchanged.
 #[derive(Debug, Clone)]
 pub struct GraphAnswer {

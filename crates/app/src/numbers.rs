@@ -184,8 +184,8 @@ pub async fn create(
     Ok(number)
 }
 
-fn store_error(e: chasqui_store::SqlxError) -> AppError {
-    AppError::Store(e.into())
+fn store_error(e: chasqui_store::StoreError) -> AppError {
+    AppError::Store(e)
 }
 
 /// Publishes a `whatsapp.phone_number.*` project event in the caller's transaction.

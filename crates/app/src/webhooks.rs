@@ -925,7 +925,7 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
     let reason =
         format!("{failed} of {total} delivery attempts failed in 15 minutes (last: {last_error})");
     // The pause and its notice commit together: a crash cannot leave one without the other.
-    let mut tx = app.db().writer().begin().await.map_err(StoreError::from)?;
+    let mut tx = app.db().writer().begin().await?;
     if !webhooks::pause(&mut tx, &w.id, &reason, now).await? {
         return Ok(());
     }
@@ -954,7 +954,7 @@ async fn maybe_pause(app: &App, w: &Webhook, last: &Outcome) -> Result<(), AppEr
         },
     )
     .await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    tx.commit().await?;
     tracing::warn!(webhook = %w.id, url = %w.url, %reason, "webhook paused");
     Ok(())
 }

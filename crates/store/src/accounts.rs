@@ -1,7 +1,7 @@
 //! Account-level data from Meta: template statuses and the raw account events
 //! (account_update, value-level errors, ...) recorded per project.
 
-use sqlx::AnyConnection;
+use crate::Conn;
 
 /// An account-level event to record.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +25,8 @@ pub struct AccountEvent<'a> {
 }
 
 /// Records an account-level event for a project, once per (delivery, change).
-pub async fn insert_event(
-    conn: &mut AnyConnection,
-    e: AccountEvent<'_>,
-    now: i64,
-) -> crate::Result<()> {
-    sqlx::query(
+pub async fn insert_event(conn: &mut Conn, e: AccountEvent<'_>, now: i64) -> crate::Result<()> {
+    crate::sql::query(
         "INSERT INTO account_events (id, project_id, business_account_id, phone_number_id, field, value, received_at, source_event_id, change_index) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source_event_id, change_index, project_id) DO NOTHING",
     )
@@ -51,7 +47,7 @@ pub async fn insert_event(
 /// Records a template's latest status from a `message_template_status_update`.
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_template_status(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     project_id: &str,
     business_account_id: &str,
@@ -63,7 +59,7 @@ pub async fn upsert_template_status(
     reason: Option<&str>,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO templates (id, project_id, business_account_id, meta_template_id, name, language, category, status, reason, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (business_account_id, meta_template_id) DO UPDATE SET \
@@ -92,20 +88,13 @@ pub async fn template_status(
     project_id: &str,
     meta_template_id: &str,
 ) -> crate::Result<Option<(Option<String>, String, Option<String>)>> {
-    use sqlx::Row;
-    let row = sqlx::query("SELECT name, status, reason FROM templates WHERE project_id = $1 AND meta_template_id = $2")
+    let row = crate::sql::query("SELECT name, status, reason FROM templates WHERE project_id = $1 AND meta_template_id = $2")
         .bind(project_id)
         .bind(meta_template_id)
         .fetch_optional(db.reader())
         .await?;
-    row.map(|r| {
-        Ok((
-            r.try_get("name")?,
-            r.try_get("status")?,
-            r.try_get("reason")?,
-        ))
-    })
-    .transpose()
+    row.map(|r| Ok((r.get("name")?, r.get("status")?, r.get("reason")?)))
+        .transpose()
 }
 
 /// Account events of a project, newest first: (field, phone_number_id, value).
@@ -114,8 +103,7 @@ pub async fn recent_events(
     project_id: &str,
     limit: i64,
 ) -> crate::Result<Vec<(String, Option<String>, String)>> {
-    use sqlx::Row;
-    let rows = sqlx::query(
+    let rows = crate::sql::query(
         "SELECT field, phone_number_id, value FROM account_events WHERE project_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
     )
     .bind(project_id)
@@ -123,12 +111,6 @@ pub async fn recent_events(
     .fetch_all(db.reader())
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("field")?,
-                r.try_get("phone_number_id")?,
-                r.try_get("value")?,
-            ))
-        })
+        .map(|r| Ok((r.get("field")?, r.get("phone_number_id")?, r.get("value")?)))
         .collect()
 }

@@ -1,8 +1,8 @@
 //! Who handles a conversation: at most one active assignment per conversation (a partial
 //! unique index), with the history of earlier ones kept inactive.
 
-use sqlx::Connection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -32,7 +32,7 @@ pub struct Assignment {
 
 const COLS: &str = "id, project_id, conversation_id, user_id, created_by_user_id, notes, active, created_at, updated_at";
 
-fn assignment(r: &AnyRow) -> crate::Result<Assignment> {
+fn assignment(r: &Row) -> crate::Result<Assignment> {
     Ok(Assignment {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -47,12 +47,12 @@ fn assignment(r: &AnyRow) -> crate::Result<Assignment> {
 }
 
 async fn deactivate_others(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Conn,
     conversation_id: &str,
     except: &str,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE conversation_assignments SET active = 0, updated_at = $1 WHERE conversation_id = $2 AND active = 1 AND id <> $3",
     )
     .bind(now)
@@ -75,7 +75,7 @@ pub async fn insert(db: &Db, a: &Assignment) -> crate::Result<()> {
     let sql = format!(
         "INSERT INTO conversation_assignments ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(&a.id)
         .bind(&a.project_id)
         .bind(&a.conversation_id)
@@ -99,7 +99,7 @@ pub async fn update(db: &Db, a: &Assignment) -> crate::Result<bool> {
     if a.active {
         deactivate_others(&mut tx, &a.conversation_id, &a.id, a.updated_at).await?;
     }
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE conversation_assignments SET user_id = $1, notes = $2, active = $3, updated_at = $4 WHERE id = $5 AND project_id = $6",
     )
     .bind(&a.user_id)
@@ -126,7 +126,7 @@ pub async fn get(
     let sql = format!(
         "SELECT {COLS} FROM conversation_assignments WHERE project_id = $1 AND conversation_id = $2 AND id = $3"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(conversation_id)
         .bind(id)
@@ -150,7 +150,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLS} FROM conversation_assignments WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(conversation_id)
         .bind(active)
@@ -159,7 +159,7 @@ pub async fn list(
         .fetch_all(db.reader())
         .await?;
     let count = format!("SELECT COUNT(*) FROM conversation_assignments WHERE {filter}");
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+    let total: i64 = crate::sql::query_scalar(count)
         .bind(project_id)
         .bind(conversation_id)
         .bind(active)

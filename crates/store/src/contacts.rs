@@ -1,8 +1,8 @@
 //! Contacts: the customers a project talks to, keyed by wa_id or, for username-only
 //! users, by business-scoped user id.
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
@@ -46,7 +46,7 @@ impl Identity {
 
 /// Creates or refreshes a contact and returns its id; known fields are never blanked.
 pub async fn upsert(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     project_id: &str,
     identity: &Identity,
     new_id: &str,
@@ -55,7 +55,7 @@ pub async fn upsert(
     let key = identity
         .key()
         .ok_or_else(|| crate::StoreError::Corrupt("contact without wa_id or user_id".into()))?;
-    let id: String = sqlx::query_scalar(
+    let id: String = crate::sql::query_scalar(
         "INSERT INTO contacts (id, project_id, contact_key, wa_id, user_id, profile_name, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
          ON CONFLICT (project_id, contact_key) DO UPDATE SET \
@@ -77,7 +77,7 @@ pub async fn upsert(
     Ok(id)
 }
 
-fn contact(r: &AnyRow) -> crate::Result<Contact> {
+fn contact(r: &Row) -> crate::Result<Contact> {
     Ok(Contact {
         id: col(r, "id")?,
         wa_id: col(r, "wa_id")?,

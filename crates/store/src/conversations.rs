@@ -1,8 +1,8 @@
 //! Conversations: one active per (phone number, contact); they end when closed or after
 //! 24 hours without messages, and carry Kapso's summary of their last message.
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
@@ -63,7 +63,7 @@ pub const UNREAD_CAP: i64 = 100;
 const COLS: &str = "v.id, v.project_id, v.phone_number_id, v.contact_id, c.wa_id, c.user_id, c.profile_name, v.status, v.created_at, v.updated_at, v.last_active_at, v.ended_at, v.messages_count, v.last_message_id, v.last_message_type, v.last_message_at, v.last_message_text, v.last_inbound_at, v.last_outbound_at, (SELECT a.user_id FROM conversation_assignments a WHERE a.conversation_id = v.id AND a.active = 1) AS assigned_user_id, (SELECT x.status FROM workflow_executions x WHERE x.conversation_id = v.id ORDER BY x.started_at DESC, x.id DESC LIMIT 1) AS workflow_status";
 const FROM: &str = "conversations v JOIN contacts c ON c.id = v.contact_id";
 
-fn conversation(r: &AnyRow) -> crate::Result<Conversation> {
+fn conversation(r: &Row) -> crate::Result<Conversation> {
     Ok(Conversation {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -105,7 +105,7 @@ pub struct Thread<'a> {
 /// none or when the active one had been idle longer than `idle_millis` before `at` (it is
 /// ended first). The boolean is true when a conversation was opened.
 pub async fn current(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     thread: Thread<'_>,
     new_id: &str,
     at: i64,
@@ -118,7 +118,7 @@ pub async fn current(
         contact_id,
     } = thread;
     // Usually the thread has a conversation still within its idle window: one statement.
-    let active = sqlx::query(
+    let active = crate::sql::query(
         "SELECT id, last_active_at FROM conversations WHERE phone_number_id = $1 AND contact_id = $2 AND status = 'active'",
     )
     .bind(phone_number_id)
@@ -132,7 +132,7 @@ pub async fn current(
         }
     }
     // Close an idle one first, so the new message opens a fresh conversation.
-    sqlx::query(
+    crate::sql::query(
         "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 \
          WHERE phone_number_id = $3 AND contact_id = $4 AND status = 'active' AND last_active_at + $1 < $5",
     )
@@ -143,7 +143,7 @@ pub async fn current(
     .bind(at)
     .execute(&mut *conn)
     .await?;
-    let opened = sqlx::query(
+    let opened = crate::sql::query(
         "INSERT INTO conversations (id, project_id, phone_number_id, contact_id, status, created_at, updated_at, last_active_at) \
          VALUES ($1, $2, $3, $4, 'active', $5, $5, $6) \
          ON CONFLICT (phone_number_id, contact_id) WHERE status = 'active' DO NOTHING",
@@ -158,7 +158,7 @@ pub async fn current(
     .await?
     .rows_affected()
         == 1;
-    let id: String = sqlx::query_scalar(
+    let id: String = crate::sql::query_scalar(
         "SELECT id FROM conversations WHERE phone_number_id = $1 AND contact_id = $2 AND status = 'active'",
     )
     .bind(phone_number_id)
@@ -188,13 +188,13 @@ pub struct Activity<'a> {
 
 /// Counts a new message and, when it is the latest, updates the summary.
 pub async fn record_activity(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     a: &Activity<'_>,
     now: i64,
 ) -> crate::Result<()> {
     let inbound = i64::from(a.inbound);
-    sqlx::query(
+    crate::sql::query(
         "UPDATE conversations SET messages_count = messages_count + 1, updated_at = $1, \
            last_active_at = CASE WHEN $2 > last_active_at THEN $2 ELSE last_active_at END, \
            last_message_id = CASE WHEN (last_message_at IS NULL OR $2 > last_message_at OR ($2 = last_message_at AND (last_message_order IS NULL OR $8 >= last_message_order))) THEN $3 ELSE last_message_id END, \
@@ -233,7 +233,7 @@ pub struct Ended {
 /// Ends up to `limit` active conversations idle for `idle_millis` (their end is their last
 /// activity plus the idle time), in the caller's transaction.
 pub async fn end_idle(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     backend: crate::Backend,
     idle_millis: i64,
     now: i64,
@@ -243,7 +243,7 @@ pub async fn end_idle(
     let sql = format!(
         "SELECT id, project_id, phone_number_id FROM conversations WHERE status = 'active' AND last_active_at + $1 < $2 ORDER BY last_active_at, id LIMIT $3{lock}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(idle_millis)
         .bind(now)
         .bind(limit)
@@ -256,7 +256,7 @@ pub async fn end_idle(
             project_id: col(r, "project_id")?,
             phone_number_id: col(r, "phone_number_id")?,
         };
-        sqlx::query(
+        crate::sql::query(
             "UPDATE conversations SET status = 'ended', ended_at = last_active_at + $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
         )
         .bind(idle_millis)
@@ -273,14 +273,14 @@ pub async fn end_idle(
 /// Re-activating fails with a unique violation when another conversation with that contact
 /// is active.
 pub async fn set_status(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     project_id: &str,
     id: &str,
     status: &str,
     now: i64,
 ) -> crate::Result<bool> {
     let ended_at = (status == "ended").then_some(now);
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE conversations SET status = $1, ended_at = $2, updated_at = $3 WHERE id = $4 AND project_id = $5",
     )
     .bind(status)
@@ -300,7 +300,7 @@ pub async fn last_inbound_at(
     phone_number_id: &str,
     wa_id: &str,
 ) -> crate::Result<Option<i64>> {
-    let found: Option<Option<i64>> = sqlx::query_scalar(
+    let found: Option<Option<i64>> = crate::sql::query_scalar(
         "SELECT v.last_inbound_at FROM conversations v JOIN contacts c ON c.id = v.contact_id \
          WHERE v.project_id = $1 AND v.phone_number_id = $2 AND c.wa_id = $3 AND v.status = 'active'",
     )
@@ -317,7 +317,7 @@ pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Co
     let sql = format!(
         "SELECT {COLS}, CAST(NULL AS BIGINT) AS unread_count FROM {FROM} WHERE v.id = $1 AND v.project_id = $2"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(id)
         .bind(project_id)
         .fetch_optional(db.reader())
@@ -464,7 +464,7 @@ pub async fn mark_read(
     conversation_id: &str,
     at: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO conversation_reads (user_id, conversation_id, last_read_at) VALUES ($1, $2, $3) \
          ON CONFLICT (user_id, conversation_id) DO UPDATE SET last_read_at = $3 \
          WHERE conversation_reads.last_read_at < $3",

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::{ConnectOptions, Connection, Executor, SqlSafeStr};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::lane::{Lane, LanePin};
+use crate::sql::{LiteConn, Pool, SharedLite};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,9 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// SQLite's writer connection refused or failed a statement.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -51,6 +55,23 @@ impl StoreError {
                     Some("40P01" | "40001" | "5" | "6" | "517")
                 )
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether a unique key or primary key refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
             _ => false,
         }
     }
@@ -82,9 +103,11 @@ impl Backend {
 /// that processing holds on the main file.
 #[derive(Debug, Clone)]
 pub struct Db {
-    write: AnyPool,
-    read: AnyPool,
-    inbox: AnyPool,
+    write: Pool,
+    read: Pool,
+    inbox: Pool,
+    /// SQLite: the connection migrations run on (sqlx's migrator), opened only for them.
+    migrate_options: Option<AnyConnectOptions>,
     backend: Backend,
     /// SQLite: the thread that runs writing tasks beside the writer connection.
     lane: Option<Arc<Lane>>,
@@ -265,20 +288,18 @@ impl Db {
                     .connect_with(options)
             };
             let lane = Lane::start(pin).map_err(|e| bad(&format!("writer thread: {e}")))?;
-            // Opened from the lane, so the connection's thread inherits the lane's CPU.
-            let write = lane
-                .spawn(pool(1, options.clone()))
-                .await
-                .map_err(|e| bad(&format!("writer thread: {e}")))??;
             if let Some(cpu) = lane.cpu() {
-                tracing::debug!(cpu, "SQLite writer pinned");
+                tracing::debug!(cpu, "SQLite writer lane pinned");
             }
-            let read = pool(4, options).await?;
+            // The readers first: their options create the file (`mode=rwc`).
+            let read = pool(4, options.clone()).await?;
+            let write = LiteConn::open(path).map_err(|e| bad(&format!("writer: {e}")))?;
             let inbox = pool(1, inbox_options).await?;
             Ok(Self {
-                write,
-                read,
-                inbox,
+                write: Pool::lite(SharedLite::new(write)),
+                read: Pool::sqlx(read),
+                inbox: Pool::sqlx(inbox),
+                migrate_options: Some(options),
                 backend: Backend::Sqlite,
                 lane: Some(Arc::new(lane)),
             })
@@ -289,10 +310,12 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
                 .await?;
+            let pool = Pool::sqlx(pool);
             Ok(Self {
                 write: pool.clone(),
                 read: pool.clone(),
                 inbox: pool,
+                migrate_options: None,
                 backend: Backend::Postgres,
                 lane: None,
             })
@@ -306,8 +329,8 @@ impl Db {
         self.backend
     }
 
-    /// The pool for statements that write (a single connection on SQLite).
-    pub fn writer(&self) -> &AnyPool {
+    /// The pool for statements that write (on SQLite the single, direct writer connection).
+    pub fn writer(&self) -> &Pool {
         &self.write
     }
 
@@ -325,21 +348,32 @@ impl Db {
     }
 
     /// The pool for read-only statements.
-    pub fn reader(&self) -> &AnyPool {
+    pub fn reader(&self) -> &Pool {
         &self.read
     }
 
     /// The pool of the inbound deliveries table (the main pool on PostgreSQL).
-    pub fn inbox(&self) -> &AnyPool {
+    pub fn inbox(&self) -> &Pool {
         &self.inbox
     }
 
     /// Applies pending migrations (and creates the SQLite inbox table).
     pub async fn migrate(&self) -> crate::Result<()> {
-        migrator().run(&self.write).await?;
-        if self.backend == Backend::Sqlite {
-            for ddl in INBOX_SCHEMA {
-                sqlx::query(ddl).execute(&self.inbox).await?;
+        match &self.migrate_options {
+            None => {
+                let mut conn = self.write.acquire().await?;
+                migrator().run(conn.sqlx_mut()?).await?;
+            }
+            Some(options) => {
+                // Holding the writer, so nothing else writes while the schema changes.
+                let _writer = self.write.acquire().await?;
+                let mut conn = options.connect().await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                migrator().run(&mut conn).await?;
+                conn.close().await?;
+                for ddl in INBOX_SCHEMA {
+                    crate::sql::query(ddl).execute(&self.inbox).await?;
+                }
             }
         }
         Ok(())
@@ -348,14 +382,15 @@ impl Db {
     /// Whether the database answers and every migration is applied.
     pub async fn ready(&self) -> crate::Result<bool> {
         let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or_default();
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.read)
-                .await
-                .or_else(|e| match e {
-                    sqlx::Error::Database(_) => Ok(None),
-                    other => Err(other),
-                })?;
+        let applied: Option<i64> = crate::sql::query_scalar(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
+        )
+        .fetch_one(&self.read)
+        .await
+        .or_else(|e| match e {
+            StoreError::Db(sqlx::Error::Database(_)) => Ok(None),
+            other => Err(other),
+        })?;
         Ok(applied == Some(latest))
     }
 

@@ -25,13 +25,14 @@ pub async fn put(
     value_enc: &str,
     now: i64,
 ) -> crate::Result<bool> {
-    let existed: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM env_vars WHERE project_id = $1 AND name = $2")
-            .bind(project_id)
-            .bind(name)
-            .fetch_one(db.reader())
-            .await?;
-    sqlx::query(
+    let existed: i64 = crate::sql::query_scalar(
+        "SELECT COUNT(*) FROM env_vars WHERE project_id = $1 AND name = $2",
+    )
+    .bind(project_id)
+    .bind(name)
+    .fetch_one(db.reader())
+    .await?;
+    crate::sql::query(
         "INSERT INTO env_vars (project_id, name, value_enc, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (project_id, name) DO UPDATE SET value_enc = excluded.value_enc, updated_at = excluded.updated_at",
     )
@@ -46,7 +47,7 @@ pub async fn put(
 
 /// Deletes a variable.
 pub async fn delete(db: &Db, project_id: &str, name: &str) -> crate::Result<bool> {
-    let done = sqlx::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
+    let done = crate::sql::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
         .bind(project_id)
         .bind(name)
         .execute(db.writer())
@@ -56,7 +57,7 @@ pub async fn delete(db: &Db, project_id: &str, name: &str) -> crate::Result<bool
 
 /// A project's variables by name.
 pub async fn list(db: &Db, project_id: &str) -> crate::Result<Vec<EnvVar>> {
-    let rows = sqlx::query(
+    let rows = crate::sql::query(
         "SELECT name, value_enc, created_at, updated_at FROM env_vars WHERE project_id = $1 ORDER BY name",
     )
     .bind(project_id)

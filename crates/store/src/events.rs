@@ -46,7 +46,10 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> crate::Result<()> {
         }
     };
     // One statement is atomic on its own: no explicit transaction, one round trip.
-    sqlx::query(sql).bind(rows).execute(db.inbox()).await?;
+    crate::sql::query(sql)
+        .bind(rows)
+        .execute(db.inbox())
+        .await?;
     Ok(())
 }
 
@@ -74,7 +77,7 @@ pub async fn claim(
              RETURNING id, body, received_at, attempts"
         }
     };
-    let rows = sqlx::query(sql)
+    let rows = crate::sql::query(sql)
         .bind(now + lease_millis)
         .bind(now)
         .bind(limit)
@@ -128,7 +131,7 @@ pub async fn mark_processed(
              FROM json_to_recordset($2::json) AS r(id TEXT, errors TEXT) WHERE e.id = r.id"
         }
     };
-    sqlx::query(sql)
+    crate::sql::query(sql)
         .bind(now)
         .bind(rows)
         .execute(db.inbox())
@@ -140,7 +143,7 @@ pub async fn mark_processed(
 pub async fn release(db: &Db, ids: &[String]) -> crate::Result<()> {
     let mut tx = db.inbox().begin().await?;
     for id in ids {
-        sqlx::query("UPDATE inbound_events SET locked_until = NULL WHERE id = $1")
+        crate::sql::query("UPDATE inbound_events SET locked_until = NULL WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -151,7 +154,7 @@ pub async fn release(db: &Db, ids: &[String]) -> crate::Result<()> {
 
 /// Releases every lease (a single-node SQLite start: no other worker can hold one).
 pub async fn release_all(db: &Db) -> crate::Result<()> {
-    sqlx::query("UPDATE inbound_events SET locked_until = NULL WHERE status = 'pending' AND locked_until IS NOT NULL")
+    crate::sql::query("UPDATE inbound_events SET locked_until = NULL WHERE status = 'pending' AND locked_until IS NOT NULL")
         .execute(db.inbox())
         .await?;
     Ok(())
@@ -164,7 +167,7 @@ pub async fn record_failure(
     error: &str,
     max_attempts: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE inbound_events SET attempts = attempts + 1, errors = $1, locked_until = NULL, \
          status = CASE WHEN attempts + 1 >= $2 THEN 'failed' ELSE status END WHERE id = $3",
     )
@@ -178,16 +181,14 @@ pub async fn record_failure(
 
 /// Deliveries still waiting for processing.
 pub async fn pending_count(db: &Db) -> crate::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'pending'")
-            .fetch_one(db.inbox())
-            .await?,
-    )
+    crate::sql::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'pending'")
+        .fetch_one(db.inbox())
+        .await
 }
 
 /// Counts deliveries (all statuses); used by tests and the benchmark.
 pub async fn total_count(db: &Db) -> crate::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events")
+    crate::sql::query_scalar("SELECT COUNT(*) FROM inbound_events")
         .fetch_one(db.inbox())
-        .await?)
+        .await
 }

@@ -1,8 +1,8 @@
 //! Workflow executions, their step log, and the inbox of customer messages and API resumes
 //! waiting to reach them.
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -64,7 +64,7 @@ pub struct Execution {
 
 const COLS: &str = "id, project_id, workflow_id, workflow_version, tracking_id, trigger_type, status, waiting_reason, phone_number_id, contact_id, conversation_id, wa_id, current_node, state, effect, wait_until, due_at, lease_until, revision, event_seq, error_details, started_at, ended_at, last_event_at, updated_at";
 
-fn execution(r: &AnyRow) -> crate::Result<Execution> {
+fn execution(r: &Row) -> crate::Result<Execution> {
     Ok(Execution {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -95,11 +95,11 @@ fn execution(r: &AnyRow) -> crate::Result<Execution> {
 }
 
 /// Stores a new execution (a unique violation: the thread already has a driving one).
-pub async fn insert(conn: &mut AnyConnection, e: &Execution) -> crate::Result<()> {
+pub async fn insert(conn: &mut Conn, e: &Execution) -> crate::Result<()> {
     let sql = format!(
         "INSERT INTO workflow_executions ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(&e.id)
         .bind(&e.project_id)
         .bind(&e.workflow_id)
@@ -133,8 +133,8 @@ pub async fn insert(conn: &mut AnyConnection, e: &Execution) -> crate::Result<()
 /// Saves every mutable field if nobody saved since `e.revision` was read; returns whether
 /// it did (the stored revision becomes `e.revision + 1`). `due_at` is set apart, with
 /// [`set_due`], once the row is locked by this update.
-pub async fn save(conn: &mut AnyConnection, e: &Execution) -> crate::Result<bool> {
-    let done = sqlx::query(
+pub async fn save(conn: &mut Conn, e: &Execution) -> crate::Result<bool> {
+    let done = crate::sql::query(
         "UPDATE workflow_executions SET status = $1, waiting_reason = $2, conversation_id = $3, current_node = $4, state = $5, effect = $6, wait_until = $7, lease_until = $8, revision = revision + 1, event_seq = $9, error_details = $10, ended_at = $11, last_event_at = $12, updated_at = $13, contact_id = $14, wa_id = $15 \
          WHERE id = $16 AND revision = $17",
     )
@@ -161,8 +161,8 @@ pub async fn save(conn: &mut AnyConnection, e: &Execution) -> crate::Result<bool
 }
 
 /// Sets when the engine looks at the execution next.
-pub async fn set_due(conn: &mut AnyConnection, id: &str, due_at: Option<i64>) -> crate::Result<()> {
-    sqlx::query("UPDATE workflow_executions SET due_at = $1 WHERE id = $2")
+pub async fn set_due(conn: &mut Conn, id: &str, due_at: Option<i64>) -> crate::Result<()> {
+    crate::sql::query("UPDATE workflow_executions SET due_at = $1 WHERE id = $2")
         .bind(due_at)
         .bind(id)
         .execute(conn)
@@ -171,8 +171,8 @@ pub async fn set_due(conn: &mut AnyConnection, id: &str, due_at: Option<i64>) ->
 }
 
 /// Brings `due_at` forward to `at` (never later than it is) for an execution that waits.
-pub async fn wake_at(conn: &mut AnyConnection, id: &str, at: i64) -> crate::Result<()> {
-    sqlx::query(
+pub async fn wake_at(conn: &mut Conn, id: &str, at: i64) -> crate::Result<()> {
+    crate::sql::query(
         "UPDATE workflow_executions SET due_at = CASE WHEN due_at IS NULL OR due_at > $1 THEN $1 ELSE due_at END WHERE id = $2 AND status = 'waiting'",
     )
     .bind(at)
@@ -187,7 +187,7 @@ pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Ex
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE project_id = $1 AND (id = $2 OR tracking_id = $2)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -198,9 +198,9 @@ pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Ex
 }
 
 /// One execution, read inside a transaction.
-pub async fn get_in(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<Execution>> {
+pub async fn get_in(conn: &mut Conn, id: &str) -> crate::Result<Option<Execution>> {
     let sql = format!("SELECT {COLS} FROM workflow_executions WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(id)
         .fetch_optional(conn)
         .await?
@@ -211,14 +211,14 @@ pub async fn get_in(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<
 
 /// The execution driving a customer's thread on a number (running, waiting or handoff).
 pub async fn driving(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     phone_number_id: &str,
     contact_id: &str,
 ) -> crate::Result<Option<Execution>> {
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE phone_number_id = $1 AND contact_id = $2 AND status IN ('running', 'waiting', 'handoff')"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(phone_number_id)
         .bind(contact_id)
         .fetch_optional(conn)
@@ -240,7 +240,7 @@ pub async fn claim_due(
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE due_at IS NOT NULL AND due_at <= $1 AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{lock}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -296,7 +296,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT $8 OFFSET $9"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(f.workflow_id)
         .bind(f.conversation_id)
@@ -309,7 +309,7 @@ pub async fn list(
         .fetch_all(db.reader())
         .await?;
     let count_sql = format!("SELECT COUNT(*) FROM workflow_executions WHERE {filter}");
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+    let total: i64 = crate::sql::query_scalar(count_sql)
         .bind(project_id)
         .bind(f.workflow_id)
         .bind(f.conversation_id)
@@ -327,9 +327,10 @@ pub async fn list(
 
 /// Executions per status across the instance (for `/metrics`).
 pub async fn status_counts(db: &Db) -> crate::Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM workflow_executions GROUP BY status")
-        .fetch_all(db.reader())
-        .await?;
+    let rows =
+        crate::sql::query("SELECT status, COUNT(*) AS n FROM workflow_executions GROUP BY status")
+            .fetch_all(db.reader())
+            .await?;
     rows.iter()
         .map(|r| Ok((col(r, "status")?, col(r, "n")?)))
         .collect()
@@ -380,7 +381,7 @@ const CHUNK: usize = 64;
 
 /// Appends events to an execution's log (one statement per 64 events).
 pub async fn append_events(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     execution_id: &str,
     events: &[Event],
 ) -> crate::Result<()> {
@@ -389,7 +390,7 @@ pub async fn append_events(
             "INSERT INTO workflow_events (id, execution_id, seq, event_type, node_id, direction, edge_label, payload, created_at) VALUES {}",
             values(chunk.len(), 9)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = crate::sql::query(sql);
         for e in chunk {
             q = q
                 .bind(&e.id)
@@ -414,7 +415,7 @@ pub async fn events(
     after: i64,
     limit: i64,
 ) -> crate::Result<Vec<Event>> {
-    let rows = sqlx::query(
+    let rows = crate::sql::query(
         "SELECT id, seq, event_type, node_id, direction, edge_label, payload, created_at FROM workflow_events WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
     .bind(execution_id)
@@ -467,7 +468,7 @@ pub struct Input {
 
 const INPUT_COLS: &str = "id, project_id, phone_number_id, contact_id, conversation_id, message_id, kind, input, ord, received_at, execution_id";
 
-fn input(r: &AnyRow) -> crate::Result<Input> {
+fn input(r: &Row) -> crate::Result<Input> {
     Ok(Input {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -486,8 +487,8 @@ fn input(r: &AnyRow) -> crate::Result<Input> {
 /// Queues an inbound message for routing, but only when a workflow could want it: the
 /// thread has a running or waiting execution, or the number has an active inbound trigger
 /// on an active workflow. Returns whether it was queued.
-pub async fn offer_message(conn: &mut AnyConnection, i: &Input) -> crate::Result<bool> {
-    let done = sqlx::query(
+pub async fn offer_message(conn: &mut Conn, i: &Input) -> crate::Result<bool> {
+    let done = crate::sql::query(
         "INSERT INTO workflow_inbox (id, project_id, phone_number_id, contact_id, conversation_id, message_id, kind, input, ord, received_at) \
          SELECT $1, $2, $3, $4, $5, $6, 'message', $7, $8, $9 \
          WHERE EXISTS (SELECT 1 FROM workflow_executions WHERE phone_number_id = $3 AND contact_id = $4 AND status IN ('running', 'waiting', 'handoff') AND status <> 'handoff') \
@@ -509,11 +510,11 @@ pub async fn offer_message(conn: &mut AnyConnection, i: &Input) -> crate::Result
 }
 
 /// Queues an input already addressed to an execution (an API resume).
-pub async fn push(conn: &mut AnyConnection, i: &Input) -> crate::Result<()> {
+pub async fn push(conn: &mut Conn, i: &Input) -> crate::Result<()> {
     let sql = format!(
         "INSERT INTO workflow_inbox ({INPUT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(&i.id)
         .bind(&i.project_id)
         .bind(&i.phone_number_id)
@@ -542,7 +543,7 @@ pub async fn claim_unrouted(
     let sql = format!(
         "SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id IS NULL AND (lease_until IS NULL OR lease_until < $1) ORDER BY ord, id LIMIT $2{lock}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -562,14 +563,14 @@ pub async fn claim_unrouted(
 
 /// Runs `update` (which sets `lease_until = $1`) for the rows `ids`, 64 at a time.
 async fn set_lease(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     update: &str,
     until: Option<i64>,
     ids: &[String],
 ) -> crate::Result<()> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!("{update} WHERE id IN ({})", placeholders(2, chunk.len()));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until);
+        let mut q = crate::sql::query(sql).bind(until);
         for id in chunk {
             q = q.bind(id);
         }
@@ -579,17 +580,13 @@ async fn set_lease(
 }
 
 /// Routes inputs to an execution.
-pub async fn attach(
-    conn: &mut AnyConnection,
-    ids: &[String],
-    execution_id: &str,
-) -> crate::Result<()> {
+pub async fn attach(conn: &mut Conn, ids: &[String], execution_id: &str) -> crate::Result<()> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "UPDATE workflow_inbox SET execution_id = $1, lease_until = NULL WHERE id IN ({})",
             placeholders(2, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(execution_id);
+        let mut q = crate::sql::query(sql).bind(execution_id);
         for id in chunk {
             q = q.bind(id);
         }
@@ -611,13 +608,13 @@ pub async fn release_inputs(db: &Db, ids: &[String]) -> crate::Result<()> {
 }
 
 /// Removes inputs (consumed, or nobody wants them).
-pub async fn remove(conn: &mut AnyConnection, ids: &[String]) -> crate::Result<()> {
+pub async fn remove(conn: &mut Conn, ids: &[String]) -> crate::Result<()> {
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "DELETE FROM workflow_inbox WHERE id IN ({})",
             placeholders(1, chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = crate::sql::query(sql);
         for id in chunk {
             q = q.bind(id);
         }
@@ -627,10 +624,10 @@ pub async fn remove(conn: &mut AnyConnection, ids: &[String]) -> crate::Result<(
 }
 
 /// The inputs routed to an execution and not consumed yet, in order.
-pub async fn pending(conn: &mut AnyConnection, execution_id: &str) -> crate::Result<Vec<Input>> {
+pub async fn pending(conn: &mut Conn, execution_id: &str) -> crate::Result<Vec<Input>> {
     let sql =
         format!("SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id = $1 ORDER BY ord, id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(execution_id)
         .fetch_all(conn)
         .await?;
@@ -639,7 +636,7 @@ pub async fn pending(conn: &mut AnyConnection, execution_id: &str) -> crate::Res
 
 /// Gives up a lease without other changes, asking to be looked at again at `due_at`.
 pub async fn release(db: &Db, id: &str, revision: i64, due_at: Option<i64>) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE workflow_executions SET lease_until = NULL, due_at = $1, revision = revision + 1 WHERE id = $2 AND revision = $3",
     )
     .bind(due_at)
@@ -654,19 +651,19 @@ pub async fn release(db: &Db, id: &str, revision: i64, due_at: Option<i64>) -> c
 /// back to routing (`reroute`, so an ended execution's unread message can start the next
 /// one) or are dropped (a handoff: a person reads them); API resumes are dropped.
 pub async fn release_queue(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     execution_id: &str,
     reroute: bool,
 ) -> crate::Result<()> {
     if reroute {
-        sqlx::query(
+        crate::sql::query(
             "UPDATE workflow_inbox SET execution_id = NULL, lease_until = NULL WHERE execution_id = $1 AND kind = 'message'",
         )
         .bind(execution_id)
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query("DELETE FROM workflow_inbox WHERE execution_id = $1")
+    crate::sql::query("DELETE FROM workflow_inbox WHERE execution_id = $1")
         .bind(execution_id)
         .execute(conn)
         .await?;
@@ -676,7 +673,7 @@ pub async fn release_queue(
 /// Releases a leased execution whose step failed on our side (storage), to be tried again at
 /// `due_at`; a running execution only (one that moved on is left alone).
 pub async fn retry_later(db: &Db, id: &str, due_at: i64) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE workflow_executions SET lease_until = NULL, due_at = $1, revision = revision + 1 WHERE id = $2 AND status IN ('running', 'waiting')",
     )
     .bind(due_at)
@@ -689,7 +686,7 @@ pub async fn retry_later(db: &Db, id: &str, due_at: i64) -> crate::Result<()> {
 /// Extends the lease of an execution this node holds (same revision) before a long step;
 /// false when it is no longer ours.
 pub async fn renew_lease(db: &Db, id: &str, revision: i64, until: i64) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE workflow_executions SET lease_until = $1 WHERE id = $2 AND revision = $3",
     )
     .bind(until)

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
+use crate::Conn;
 use futures::future::BoxFuture;
-use sqlx::AnyConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{Db, StoreError};
@@ -17,7 +17,7 @@ use crate::{Db, StoreError};
 /// Hands a unit's result to its caller once the batch's fate is known.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A unit of work: runs on the batch's connection; says whether to keep its writes.
-type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, (bool, Deliver)> + Send>;
 
 /// Queue capacity.
 const QUEUE: usize = 1024;
@@ -87,9 +87,7 @@ impl WriteQueue {
     pub async fn run<T, F>(&self, work: F) -> crate::Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, crate::Result<T>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, crate::Result<T>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<crate::Result<T>>();
         let job: Job = Box::new(move |conn| {
@@ -133,15 +131,17 @@ async fn run_batch(db: &Db, jobs: Vec<Job>) {
                     tx.rollback().await
                 };
             }
-            sqlx::query("SAVEPOINT unit").execute(&mut *tx).await?;
+            crate::sql::query("SAVEPOINT unit")
+                .execute(&mut *tx)
+                .await?;
             let (keep, deliver) = job(&mut tx).await;
             delivers.push(deliver);
             if !keep {
-                sqlx::query("ROLLBACK TO SAVEPOINT unit")
+                crate::sql::query("ROLLBACK TO SAVEPOINT unit")
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("RELEASE SAVEPOINT unit")
+            crate::sql::query("RELEASE SAVEPOINT unit")
                 .execute(&mut *tx)
                 .await?;
         }
@@ -162,7 +162,7 @@ mod tests {
     use super::*;
 
     async fn project_count(db: &Db) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+        crate::sql::query_scalar("SELECT COUNT(*) FROM projects")
             .fetch_one(db.reader())
             .await
             .expect("count")
@@ -184,12 +184,12 @@ mod tests {
                         Box::pin(async move {
                             // Unit 7 writes, then fails: its write must not survive.
                             let id = if i == 8 { "p7".to_owned() } else { format!("p{i}") };
-                            sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, 'x', 0)")
+                            crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ($1, 'x', 0)")
                                 .bind(&id)
                                 .execute(&mut *conn)
                                 .await?;
                             if i == 7 {
-                                sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ('p7', 'again', 0)")
+                                crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p7', 'again', 0)")
                                     .execute(&mut *conn)
                                     .await?;
                             }
@@ -210,10 +210,11 @@ mod tests {
         let stored = project_count(&db).await;
         assert_eq!(failed, 1);
         assert_eq!(stored, 39);
-        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projects WHERE id = 'p7'")
-            .fetch_all(db.reader())
-            .await
-            .expect("p7");
+        let names: Vec<String> =
+            crate::sql::query_scalar("SELECT name FROM projects WHERE id = 'p7'")
+                .fetch_all(db.reader())
+                .await
+                .expect("p7");
         assert_eq!(names, vec!["x".to_owned()]);
     }
 
@@ -227,12 +228,14 @@ mod tests {
         let insert = |id: &'static str, fail: bool| {
             queue.run(move |conn| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, 'x', 0)")
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
+                    crate::sql::query(
+                        "INSERT INTO projects (id, name, created_at) VALUES ($1, 'x', 0)",
+                    )
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
                     if fail {
-                        sqlx::query(
+                        crate::sql::query(
                             "INSERT INTO projects (id, name, created_at) VALUES ($1, 'y', 0)",
                         )
                         .bind(id)

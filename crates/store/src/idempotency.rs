@@ -30,7 +30,7 @@ pub async fn claim(
     hash: &str,
     now: i64,
 ) -> crate::Result<Claim> {
-    let inserted = sqlx::query(
+    let inserted = crate::sql::query(
         "INSERT INTO idempotency_keys (project_id, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (project_id, idempotency_key) DO NOTHING",
     )
@@ -45,7 +45,7 @@ pub async fn claim(
     if inserted {
         return Ok(Claim::New);
     }
-    let row = sqlx::query(
+    let row = crate::sql::query(
         "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2",
     )
     .bind(project_id)
@@ -75,7 +75,7 @@ pub async fn complete(
     status: u16,
     body: &str,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE idempotency_keys SET response_status = $1, response_body = $2 WHERE project_id = $3 AND idempotency_key = $4",
     )
     .bind(i64::from(status))
@@ -89,7 +89,7 @@ pub async fn complete(
 
 /// Forgets a key whose request failed before reaching Meta, so a retry can run.
 pub async fn release(db: &Db, project_id: &str, key: &str) -> crate::Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2 AND response_status IS NULL")
+    crate::sql::query("DELETE FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2 AND response_status IS NULL")
         .bind(project_id)
         .bind(key)
         .execute(db.writer())

@@ -1,7 +1,7 @@
 //! Inbox embeds: tokens (kept as SHA-256 hashes) that open the inbox inside another site,
 //! confined to a scope.
 
-use sqlx::any::AnyRow;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -39,7 +39,7 @@ pub struct InboxEmbed {
 
 const COLS: &str = "id, project_id, name, scope_type, scope_id, allowed_origins, default_mode, token_prefix, expires_at, revoked_at, last_used_at, created_at, updated_at";
 
-fn embed(r: &AnyRow) -> crate::Result<InboxEmbed> {
+fn embed(r: &Row) -> crate::Result<InboxEmbed> {
     Ok(InboxEmbed {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -59,7 +59,7 @@ fn embed(r: &AnyRow) -> crate::Result<InboxEmbed> {
 
 /// Stores a new embed with the hash of its token.
 pub async fn insert(db: &Db, e: &InboxEmbed, token_hash: &str) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO inbox_embeds (id, project_id, name, scope_type, scope_id, allowed_origins, default_mode, token_hash, token_prefix, expires_at, revoked_at, last_used_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
@@ -84,7 +84,7 @@ pub async fn insert(db: &Db, e: &InboxEmbed, token_hash: &str) -> crate::Result<
 
 /// Writes the editable fields (name, origins, mode, expiry) and `revoked_at`.
 pub async fn update(db: &Db, e: &InboxEmbed) -> crate::Result<bool> {
-    Ok(sqlx::query(
+    Ok(crate::sql::query(
         "UPDATE inbox_embeds SET name = $1, allowed_origins = $2, default_mode = $3, expires_at = $4, revoked_at = $5, updated_at = $6 WHERE id = $7 AND project_id = $8",
     )
     .bind(&e.name)
@@ -104,7 +104,7 @@ pub async fn update(db: &Db, e: &InboxEmbed) -> crate::Result<bool> {
 /// One embed of a project.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<InboxEmbed>> {
     let sql = format!("SELECT {COLS} FROM inbox_embeds WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -116,7 +116,7 @@ pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<In
 /// it is refused).
 pub async fn by_token_hash(db: &Db, token_hash: &str) -> crate::Result<Option<InboxEmbed>> {
     let sql = format!("SELECT {COLS} FROM inbox_embeds WHERE token_hash = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(token_hash)
         .fetch_optional(db.reader())
         .await?;
@@ -133,22 +133,23 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLS} FROM inbox_embeds WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(limit)
         .bind(offset)
         .fetch_all(db.reader())
         .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_embeds WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(db.reader())
-        .await?;
+    let total: i64 =
+        crate::sql::query_scalar("SELECT COUNT(*) FROM inbox_embeds WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(db.reader())
+            .await?;
     Ok((rows.iter().map(embed).collect::<crate::Result<_>>()?, total))
 }
 
 /// Records a use, at most once a minute per embed.
 pub async fn touch(db: &Db, id: &str, now: i64) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE inbox_embeds SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
     )
     .bind(now)

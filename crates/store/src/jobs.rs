@@ -1,7 +1,7 @@
 //! The durable job queue for work with external effects (media downloads, later webhook
 //! deliveries). Jobs are claimed with a lease, retried with backoff, parked when exhausted.
 
-use sqlx::AnyConnection;
+use crate::Conn;
 
 use crate::query::col;
 use crate::{Backend, Db};
@@ -23,7 +23,7 @@ pub struct Job {
 
 /// Enqueues a job inside the caller's transaction (invariant 1).
 pub async fn enqueue(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     kind: &str,
     payload: &str,
@@ -31,7 +31,7 @@ pub async fn enqueue(
     max_attempts: i64,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO jobs (id, kind, payload, status, run_at, max_attempts, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6)",
     )
     .bind(id)
@@ -57,7 +57,7 @@ pub async fn claim(db: &Db, limit: i64, now: i64, lease_millis: i64) -> crate::R
             "SELECT id, kind, payload, attempts, max_attempts FROM jobs WHERE status = 'queued' AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) ORDER BY run_at, id LIMIT $2"
         }
     };
-    let rows = sqlx::query(select)
+    let rows = crate::sql::query(select)
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -71,11 +71,13 @@ pub async fn claim(db: &Db, limit: i64, now: i64, lease_millis: i64) -> crate::R
             attempts: col::<i64>(r, "attempts")? + 1,
             max_attempts: col(r, "max_attempts")?,
         };
-        sqlx::query("UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(now + lease_millis)
-            .bind(&job.id)
-            .execute(&mut *tx)
-            .await?;
+        crate::sql::query(
+            "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 WHERE id = $2",
+        )
+        .bind(now + lease_millis)
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
         jobs.push(job);
     }
     tx.commit().await?;
@@ -84,7 +86,7 @@ pub async fn claim(db: &Db, limit: i64, now: i64, lease_millis: i64) -> crate::R
 
 /// Removes a finished job.
 pub async fn complete(db: &Db, id: &str) -> crate::Result<()> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
+    crate::sql::query("DELETE FROM jobs WHERE id = $1")
         .bind(id)
         .execute(db.writer())
         .await?;
@@ -93,7 +95,7 @@ pub async fn complete(db: &Db, id: &str) -> crate::Result<()> {
 
 /// Schedules a retry at `run_at`, or parks the job when `park` (kept with its error).
 pub async fn fail(db: &Db, id: &str, error: &str, run_at: i64, park: bool) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE jobs SET last_error = $1, run_at = $2, locked_until = NULL, status = CASE WHEN $3 = 1 THEN 'parked' ELSE 'queued' END WHERE id = $4",
     )
     .bind(error)
@@ -107,10 +109,8 @@ pub async fn fail(db: &Db, id: &str, error: &str, run_at: i64, park: bool) -> cr
 
 /// Jobs by status (`queued` or `parked`).
 pub async fn count(db: &Db, status: &str) -> crate::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
-            .bind(status)
-            .fetch_one(db.reader())
-            .await?,
-    )
+    crate::sql::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
+        .bind(status)
+        .fetch_one(db.reader())
+        .await
 }

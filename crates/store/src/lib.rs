@@ -22,6 +22,7 @@ pub mod notifier;
 pub mod numbers;
 pub mod projects;
 mod query;
+pub mod sql;
 pub mod templates;
 pub mod testing;
 pub mod triggers;
@@ -31,9 +32,7 @@ pub mod workflows;
 
 pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};
-pub use sqlx::AnyConnection as Conn;
-pub use sqlx::Connection;
-pub use sqlx::Error as SqlxError;
+pub use sql::{Conn, Pool, Tx};
 
 /// Result alias for storage calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,8 +1,8 @@
 //! Media files: inbound media is recorded as `pending`, then downloaded by a job into the
 //! data directory and marked `stored` (or `failed` after its retries).
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -34,7 +34,7 @@ pub struct Media {
     pub error: Option<String>,
 }
 
-fn media(r: &AnyRow) -> crate::Result<Media> {
+fn media(r: &Row) -> crate::Result<Media> {
     Ok(Media {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -53,12 +53,8 @@ fn media(r: &AnyRow) -> crate::Result<Media> {
 const COLS: &str = "id, project_id, phone_number_id, meta_media_id, mime_type, sha256, file_size, filename, storage_path, status, error";
 
 /// Records an inbound media object; returns its id and whether it is new.
-pub async fn record(
-    conn: &mut AnyConnection,
-    m: &Media,
-    now: i64,
-) -> crate::Result<(String, bool)> {
-    let inserted = sqlx::query(
+pub async fn record(conn: &mut Conn, m: &Media, now: i64) -> crate::Result<(String, bool)> {
+    let inserted = crate::sql::query(
         "INSERT INTO media (id, project_id, phone_number_id, meta_media_id, mime_type, sha256, filename, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) ON CONFLICT (phone_number_id, meta_media_id) DO NOTHING",
     )
@@ -74,7 +70,7 @@ pub async fn record(
     .await?
     .rows_affected()
         == 1;
-    let id: String = sqlx::query_scalar(
+    let id: String = crate::sql::query_scalar(
         "SELECT id FROM media WHERE phone_number_id = $1 AND meta_media_id = $2",
     )
     .bind(&m.phone_number_id)
@@ -87,7 +83,7 @@ pub async fn record(
 /// A media record by id (any project: callers check ownership).
 pub async fn get(db: &Db, id: &str) -> crate::Result<Option<Media>> {
     let sql = format!("SELECT {COLS} FROM media WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(id)
         .fetch_optional(db.reader())
         .await?;
@@ -103,7 +99,7 @@ pub async fn mark_stored(
     mime_type: Option<&str>,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE media SET status = 'stored', storage_path = $1, file_size = $2, mime_type = COALESCE($3, mime_type), error = NULL, updated_at = $4 WHERE id = $5",
     )
     .bind(path)
@@ -124,7 +120,7 @@ pub async fn mark_error(
     terminal: bool,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE media SET error = $1, status = CASE WHEN $2 = 1 THEN 'failed' ELSE status END, updated_at = $3 WHERE id = $4",
     )
     .bind(error)
@@ -139,7 +135,7 @@ pub async fn mark_error(
 /// Records a file uploaded through the proxy (already stored at `storage_path`) under the id
 /// Meta gave it.
 pub async fn insert_uploaded(db: &Db, m: &Media, now: i64) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO media (id, project_id, phone_number_id, meta_media_id, mime_type, sha256, file_size, filename, storage_path, status, origin, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'stored', 'upload', $10, $10)",
     )
@@ -161,7 +157,7 @@ pub async fn insert_uploaded(db: &Db, m: &Media, now: i64) -> crate::Result<()> 
 /// Media records carrying Meta's media id (any project: callers check ownership).
 pub async fn by_meta_id(db: &Db, meta_media_id: &str) -> crate::Result<Vec<Media>> {
     let sql = format!("SELECT {COLS} FROM media WHERE meta_media_id = $1 ORDER BY created_at");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(meta_media_id)
         .fetch_all(db.reader())
         .await?;
@@ -178,7 +174,7 @@ pub async fn find_meta(
     let sql = format!(
         "SELECT {COLS} FROM media WHERE project_id = $1 AND phone_number_id = $2 AND meta_media_id = $3"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(phone_number_id)
         .bind(meta_media_id)
@@ -189,7 +185,7 @@ pub async fn find_meta(
 
 /// Forgets a media record.
 pub async fn delete(db: &Db, id: &str) -> crate::Result<()> {
-    sqlx::query("DELETE FROM media WHERE id = $1")
+    crate::sql::query("DELETE FROM media WHERE id = $1")
         .bind(id)
         .execute(db.writer())
         .await?;

@@ -1,8 +1,8 @@
 //! Messages and their status history. Statuses only move forward, enforced by the UPDATE
 //! itself (invariant 8); every raw status is appended once to the history.
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
@@ -45,18 +45,14 @@ pub struct NewMessage {
 }
 
 /// Stores a message unless its wamid is already stored for that number; true if inserted.
-pub async fn insert(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<bool> {
+pub async fn insert(conn: &mut Conn, m: &NewMessage) -> crate::Result<bool> {
     insert_row(conn, m, false).await
 }
 
 /// The one INSERT of messages. A duplicate wamid is ignored; any other unique violation
 /// (a second in-flight send in a conversation) is an error.
-async fn insert_row(
-    conn: &mut AnyConnection,
-    m: &NewMessage,
-    in_flight: bool,
-) -> crate::Result<bool> {
-    let done = sqlx::query(
+async fn insert_row(conn: &mut Conn, m: &NewMessage, in_flight: bool) -> crate::Result<bool> {
+    let done = crate::sql::query(
         "INSERT INTO messages (id, project_id, phone_number_id, conversation_id, contact_id, wamid, direction, message_type, status, status_rank, body, content, has_media, media_id, sent_at, created_at, updated_at, in_flight) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17) \
          ON CONFLICT (phone_number_id, wamid) DO NOTHING",
@@ -84,12 +80,8 @@ async fn insert_row(
 }
 
 /// Whether a message with this wamid is stored for the number.
-pub async fn exists(
-    conn: &mut AnyConnection,
-    phone_number_id: &str,
-    wamid: &str,
-) -> crate::Result<bool> {
-    let n: i64 = sqlx::query_scalar(
+pub async fn exists(conn: &mut Conn, phone_number_id: &str, wamid: &str) -> crate::Result<bool> {
+    let n: i64 = crate::sql::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE phone_number_id = $1 AND wamid = $2",
     )
     .bind(phone_number_id)
@@ -117,12 +109,8 @@ pub struct StatusRecord<'a> {
 }
 
 /// Appends a raw status to the history; false when this (wamid, status) was already seen.
-pub async fn append_status(
-    conn: &mut AnyConnection,
-    s: StatusRecord<'_>,
-    now: i64,
-) -> crate::Result<bool> {
-    let done = sqlx::query(
+pub async fn append_status(conn: &mut Conn, s: StatusRecord<'_>, now: i64) -> crate::Result<bool> {
+    let done = crate::sql::query(
         "INSERT INTO message_statuses (id, phone_number_id, wamid, status, status_at, raw, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_number_id, wamid, status) DO NOTHING",
     )
@@ -140,14 +128,14 @@ pub async fn append_status(
 
 /// Moves a message's status forward; a lower or equal rank changes nothing.
 pub async fn advance_status(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     phone_number_id: &str,
     wamid: &str,
     status: &str,
     rank: i64,
     now: i64,
 ) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE messages SET status = $1, status_rank = $2, updated_at = $3 \
          WHERE phone_number_id = $4 AND wamid = $5 AND status_rank < $2",
     )
@@ -197,7 +185,7 @@ pub struct StoredMessage {
 const COLS: &str = "m.id, m.phone_number_id, m.conversation_id, m.wamid, m.direction, m.message_type, m.status, m.body, m.content, m.has_media, m.media_id, m.sent_at, c.wa_id, c.profile_name";
 const FROM: &str = "messages m LEFT JOIN contacts c ON c.id = m.contact_id";
 
-fn message(r: &AnyRow) -> crate::Result<StoredMessage> {
+fn message(r: &Row) -> crate::Result<StoredMessage> {
     Ok(StoredMessage {
         id: col(r, "id")?,
         phone_number_id: col(r, "phone_number_id")?,
@@ -226,7 +214,7 @@ pub async fn get(
     let sql = format!(
         "SELECT {COLS} FROM {FROM} WHERE m.project_id = $1 AND m.phone_number_id = $2 AND m.wamid = $3"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(phone_number_id)
         .bind(wamid)
@@ -334,14 +322,14 @@ pub async fn begin_send(db: &Db, m: &NewMessage) -> crate::Result<()> {
 }
 
 /// [`begin_send`] on a connection (inside a caller's transaction).
-pub async fn start_send(conn: &mut AnyConnection, m: &NewMessage) -> crate::Result<()> {
+pub async fn start_send(conn: &mut Conn, m: &NewMessage) -> crate::Result<()> {
     insert_row(conn, m, true).await?;
     Ok(())
 }
 
 /// Whether a send of the conversation is in flight.
-pub async fn in_flight(conn: &mut AnyConnection, conversation_id: &str) -> crate::Result<bool> {
-    let n: i64 = sqlx::query_scalar(
+pub async fn in_flight(conn: &mut Conn, conversation_id: &str) -> crate::Result<bool> {
+    let n: i64 = crate::sql::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND in_flight = 1",
     )
     .bind(conversation_id)
@@ -358,7 +346,7 @@ pub async fn expire_in_flight(
     started_before: i64,
     now: i64,
 ) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE messages SET in_flight = 0, status = 'failed', status_rank = 6, error = 'interrupted: the send did not complete', updated_at = $1 \
          WHERE conversation_id = $2 AND in_flight = 1 AND created_at < $3",
     )
@@ -374,13 +362,9 @@ pub async fn expire_in_flight(
 /// holds `wamid`: a send taking Meta's answer and a status webhook that may make a stub for
 /// it. On PostgreSQL two such transactions would otherwise both see no row, and one of them
 /// fail on the unique (phone number, wamid) key; SQLite has a single writer already.
-pub async fn lock_wamid(
-    conn: &mut AnyConnection,
-    phone_number_id: &str,
-    wamid: &str,
-) -> crate::Result<()> {
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+pub async fn lock_wamid(conn: &mut Conn, phone_number_id: &str, wamid: &str) -> crate::Result<()> {
+    if conn.is_postgres() {
+        crate::sql::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("wamid:{phone_number_id}:{wamid}"))
             .execute(conn)
             .await?;
@@ -392,14 +376,14 @@ pub async fn lock_wamid(
 /// before this (and made a stub under that wamid) is folded in: the stub goes, its statuses
 /// stay in the history and move the message forward.
 pub async fn finish_send(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: &str,
     phone_number_id: &str,
     wamid: &str,
     now: i64,
 ) -> crate::Result<()> {
     lock_wamid(tx, phone_number_id, wamid).await?;
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3",
     )
     .bind(phone_number_id)
@@ -407,13 +391,15 @@ pub async fn finish_send(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE messages SET wamid = $1, in_flight = 0, updated_at = $2 WHERE id = $3")
-        .bind(wamid)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let seen: Vec<String> = sqlx::query_scalar(
+    crate::sql::query(
+        "UPDATE messages SET wamid = $1, in_flight = 0, updated_at = $2 WHERE id = $3",
+    )
+    .bind(wamid)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let seen: Vec<String> = crate::sql::query_scalar(
         "SELECT status FROM message_statuses WHERE phone_number_id = $1 AND wamid = $2",
     )
     .bind(phone_number_id)
@@ -429,13 +415,8 @@ pub async fn finish_send(
 }
 
 /// Records a send that Meta refused: `failed` with Meta's error.
-pub async fn fail_send(
-    conn: &mut AnyConnection,
-    id: &str,
-    error: &str,
-    now: i64,
-) -> crate::Result<()> {
-    sqlx::query(
+pub async fn fail_send(conn: &mut Conn, id: &str, error: &str, now: i64) -> crate::Result<()> {
+    crate::sql::query(
         "UPDATE messages SET in_flight = 0, status = 'failed', status_rank = 6, error = $1, updated_at = $2 WHERE id = $3",
     )
     .bind(error)
@@ -449,10 +430,10 @@ pub async fn fail_send(
 /// Where the send of message `id` stands: its wamid (`pending.<id>` until Meta's answer or a
 /// status webhook names it), status and error.
 pub async fn send_state(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
 ) -> crate::Result<Option<(String, String, Option<String>)>> {
-    let row = sqlx::query("SELECT wamid, status, error FROM messages WHERE id = $1")
+    let row = crate::sql::query("SELECT wamid, status, error FROM messages WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -465,14 +446,14 @@ pub async fn send_state(
 /// the status webhook names our message in `biz_opaque_callback_data`. Returns whether the
 /// pending message was found and took the wamid.
 pub async fn adopt_wamid(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     phone_number_id: &str,
     wamid: &str,
     now: i64,
 ) -> crate::Result<bool> {
     let pending = format!("pending.{id}");
-    let found: Option<String> = sqlx::query_scalar(
+    let found: Option<String> = crate::sql::query_scalar(
         "SELECT id FROM messages WHERE id = $1 AND phone_number_id = $2 AND wamid = $3",
     )
     .bind(id)
@@ -488,25 +469,23 @@ pub async fn adopt_wamid(
 }
 
 /// The stored request body of message `id`.
-pub async fn body(conn: &mut AnyConnection, id: &str) -> crate::Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT body FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+pub async fn body(conn: &mut Conn, id: &str) -> crate::Result<Option<String>> {
+    crate::sql::query_scalar("SELECT body FROM messages WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Puts back in flight a send that a proxy request ended as `interrupted` (its node died
 /// mid-call) while its workflow had not reconciled it yet; returns whether it did. A unique
 /// violation means another send of the conversation is in flight.
 pub async fn revive_interrupted(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     pending_rank: i64,
     now: i64,
 ) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE messages SET in_flight = 1, status = 'pending', status_rank = $1, error = NULL, updated_at = $2 \
          WHERE id = $3 AND status = 'failed' AND error LIKE 'interrupted%' AND wamid LIKE 'pending.%'",
     )
@@ -561,7 +540,7 @@ mod tests {
             .expect("database");
         let db = Db::connect(&url).await.expect("connect");
         db.migrate().await.expect("migrate");
-        sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
             .execute(db.writer())
             .await
             .expect("project");
@@ -593,10 +572,11 @@ mod tests {
         stub.commit().await.expect("stub commits");
         send.await.expect("join").expect("the send takes its wamid");
 
-        let holders: Vec<String> = sqlx::query_scalar("SELECT id FROM messages WHERE wamid = 'W'")
-            .fetch_all(db.reader())
-            .await
-            .expect("holders");
+        let holders: Vec<String> =
+            crate::sql::query_scalar("SELECT id FROM messages WHERE wamid = 'W'")
+                .fetch_all(db.reader())
+                .await
+                .expect("holders");
         assert_eq!(
             holders,
             vec!["x".to_owned()],

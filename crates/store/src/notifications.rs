@@ -1,5 +1,6 @@
 //! Notices for the people of a project, e.g. a webhook paused automatically.
 
+use crate::Conn;
 use crate::Db;
 use crate::query::col;
 
@@ -32,7 +33,7 @@ pub const MAX_EMAIL_ATTEMPTS: i64 = 5;
 const COLS: &str =
     "id, project_id, kind, subject, details, created_at, emailed_at, email_attempts, email_error";
 
-fn notification(r: &sqlx::any::AnyRow) -> crate::Result<Notification> {
+fn notification(r: &crate::sql::Row) -> crate::Result<Notification> {
     Ok(Notification {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -47,8 +48,8 @@ fn notification(r: &sqlx::any::AnyRow) -> crate::Result<Notification> {
 }
 
 /// Records a notice.
-pub async fn insert(conn: &mut sqlx::AnyConnection, n: &Notification) -> crate::Result<()> {
-    sqlx::query(
+pub async fn insert(conn: &mut Conn, n: &Notification) -> crate::Result<()> {
+    crate::sql::query(
         "INSERT INTO notifications (id, project_id, kind, subject, details, created_at, emailed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&n.id)
@@ -66,12 +67,12 @@ pub async fn insert(conn: &mut sqlx::AnyConnection, n: &Notification) -> crate::
 /// Records a notice in the caller's transaction unless one of the same project, kind and
 /// `dedupe_key` was recorded since `since` (ms); returns whether it was recorded.
 pub async fn insert_unless_recent(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Conn,
     n: &Notification,
     dedupe_key: &str,
     since: i64,
 ) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "INSERT INTO notifications (id, project_id, kind, subject, details, created_at, dedupe_key) \
          SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM notifications \
          WHERE project_id = $2 AND kind = $3 AND dedupe_key = $7 AND created_at >= $8)",
@@ -103,7 +104,7 @@ pub async fn claim_unsent(
         "SELECT {COLS} FROM notifications WHERE emailed_at IS NULL AND email_attempts < $1 \
          AND (email_lease_until IS NULL OR email_lease_until < $2) ORDER BY created_at, id LIMIT $3{lock}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(MAX_EMAIL_ATTEMPTS)
         .bind(now)
         .bind(limit)
@@ -113,7 +114,7 @@ pub async fn claim_unsent(
     for r in &rows {
         let mut n = notification(r)?;
         n.email_attempts += 1;
-        sqlx::query(
+        crate::sql::query(
             "UPDATE notifications SET email_lease_until = $1, email_attempts = $2 WHERE id = $3",
         )
         .bind(now + lease_millis * n.email_attempts)
@@ -129,7 +130,7 @@ pub async fn claim_unsent(
 
 /// Records that a notice was emailed.
 pub async fn mark_emailed(db: &Db, id: &str, now: i64) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE notifications SET emailed_at = $1, email_error = NULL, email_lease_until = NULL WHERE id = $2",
     )
     .bind(now)
@@ -147,7 +148,7 @@ pub async fn mark_email_failed(db: &Db, id: &str, error: &str, give_up: bool) ->
     } else {
         None
     };
-    sqlx::query(
+    crate::sql::query(
         "UPDATE notifications SET email_error = $1, email_attempts = COALESCE($2, email_attempts) WHERE id = $3",
     )
     .bind(error)
@@ -163,7 +164,7 @@ pub async fn list(db: &Db, project_id: &str, limit: i64) -> crate::Result<Vec<No
     let sql = format!(
         "SELECT {COLS} FROM notifications WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(limit)
         .fetch_all(db.reader())

@@ -83,7 +83,7 @@ impl Notifier {
             }
             Backend::Postgres => {
                 for payload in payloads(&changes) {
-                    sqlx::query("SELECT pg_notify($1, $2)")
+                    crate::sql::query("SELECT pg_notify($1, $2)")
                         .bind(CHANNEL)
                         .bind(payload)
                         .execute(db.writer())

@@ -1,7 +1,8 @@
 //! Phone numbers (Meta's `phone_number_id` is the public id) and their encrypted secrets.
 
+use crate::Conn;
+use crate::sql::Row;
 use chasqui_core::NumberKind;
-use sqlx::any::AnyRow;
 
 use crate::Db;
 use crate::query::{Arg, Filter, col};
@@ -39,7 +40,7 @@ pub struct PhoneNumber {
 
 const COLS: &str = "id, project_id, customer_id, phone_number_id, business_account_id, kind, name, display_phone_number, access_token_enc, app_secret_enc, verify_token_digest, created_at, updated_at";
 
-fn number(r: &AnyRow) -> crate::Result<PhoneNumber> {
+fn number(r: &Row) -> crate::Result<PhoneNumber> {
     Ok(PhoneNumber {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -60,8 +61,8 @@ fn number(r: &AnyRow) -> crate::Result<PhoneNumber> {
 }
 
 /// Inserts a number (fails with a unique violation when the phone_number_id exists).
-pub async fn insert(conn: &mut sqlx::AnyConnection, n: &PhoneNumber) -> crate::Result<()> {
-    sqlx::query(
+pub async fn insert(conn: &mut Conn, n: &PhoneNumber) -> crate::Result<()> {
+    crate::sql::query(
         "INSERT INTO phone_numbers (id, project_id, customer_id, phone_number_id, business_account_id, kind, name, display_phone_number, access_token_enc, app_secret_enc, verify_token_digest, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
@@ -85,7 +86,7 @@ pub async fn insert(conn: &mut sqlx::AnyConnection, n: &PhoneNumber) -> crate::R
 
 /// Writes every mutable field of a number of the project.
 pub async fn update(db: &Db, n: &PhoneNumber) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE phone_numbers SET customer_id = $1, business_account_id = $2, name = $3, display_phone_number = $4, access_token_enc = $5, app_secret_enc = $6, verify_token_digest = $7, updated_at = $8 \
          WHERE phone_number_id = $9 AND project_id = $10",
     )
@@ -107,16 +108,17 @@ pub async fn update(db: &Db, n: &PhoneNumber) -> crate::Result<bool> {
 /// Deletes a number of the project. Its stored history stays (it is addressed by
 /// phone_number_id and becomes unreachable through the API).
 pub async fn delete(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Conn,
     project_id: &str,
     phone_number_id: &str,
 ) -> crate::Result<bool> {
-    let done =
-        sqlx::query("DELETE FROM phone_numbers WHERE phone_number_id = $1 AND project_id = $2")
-            .bind(phone_number_id)
-            .bind(project_id)
-            .execute(conn)
-            .await?;
+    let done = crate::sql::query(
+        "DELETE FROM phone_numbers WHERE phone_number_id = $1 AND project_id = $2",
+    )
+    .bind(phone_number_id)
+    .bind(project_id)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -128,7 +130,7 @@ pub async fn find(
 ) -> crate::Result<Option<PhoneNumber>> {
     let sql =
         format!("SELECT {COLS} FROM phone_numbers WHERE phone_number_id = $1 AND project_id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(phone_number_id)
         .bind(project_id)
         .fetch_optional(db.reader())
@@ -139,7 +141,7 @@ pub async fn find(
 /// Any project's number by Meta id (inbound routing only).
 pub async fn find_any(db: &Db, phone_number_id: &str) -> crate::Result<Option<PhoneNumber>> {
     let sql = format!("SELECT {COLS} FROM phone_numbers WHERE phone_number_id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(phone_number_id)
         .fetch_optional(db.reader())
         .await?;
@@ -151,7 +153,7 @@ pub async fn by_waba(db: &Db, business_account_id: &str) -> crate::Result<Vec<Ph
     let sql = format!(
         "SELECT {COLS} FROM phone_numbers WHERE business_account_id = $1 ORDER BY created_at"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(business_account_id)
         .fetch_all(db.reader())
         .await?;
@@ -160,20 +162,19 @@ pub async fn by_waba(db: &Db, business_account_id: &str) -> crate::Result<Vec<Ph
 
 /// Whether any number has this verify-token digest.
 pub async fn verify_token_exists(db: &Db, digest: &str) -> crate::Result<bool> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers WHERE verify_token_digest = $1")
-            .bind(digest)
-            .fetch_one(db.reader())
-            .await?;
+    let n: i64 = crate::sql::query_scalar(
+        "SELECT COUNT(*) FROM phone_numbers WHERE verify_token_digest = $1",
+    )
+    .bind(digest)
+    .fetch_one(db.reader())
+    .await?;
     Ok(n > 0)
 }
 
 /// Every number on the instance (for the routing cache).
 pub async fn all(db: &Db) -> crate::Result<Vec<PhoneNumber>> {
     let sql = format!("SELECT {COLS} FROM phone_numbers ORDER BY created_at");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(db.reader())
-        .await?;
+    let rows = crate::sql::query(sql).fetch_all(db.reader()).await?;
     rows.iter().map(number).collect()
 }
 
@@ -182,7 +183,7 @@ pub async fn all(db: &Db) -> crate::Result<Vec<PhoneNumber>> {
 pub async fn one_per_waba(db: &Db, project_id: &str) -> crate::Result<Vec<PhoneNumber>> {
     let sql =
         format!("SELECT {COLS} FROM phone_numbers WHERE project_id = $1 ORDER BY created_at, id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .fetch_all(db.reader())
         .await?;
@@ -215,14 +216,13 @@ pub async fn list(
         f.push(Arg::Text(c.to_owned()), |p| format!("customer_id = {p}"));
     }
     let total: i64 = {
-        use sqlx::Row;
         f.query(format!(
             "SELECT COUNT(*) AS n FROM phone_numbers{}",
             f.where_sql()
         ))
         .fetch_one(db.reader())
         .await?
-        .try_get("n")?
+        .get("n")?
     };
     let l = f.bind(Arg::Int(limit));
     let o = f.bind(Arg::Int(offset));

@@ -1,6 +1,6 @@
 //! Projects, their API keys, their customers, and the instance-key check.
 
-use sqlx::any::AnyRow;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::{Arg, Filter, col};
@@ -18,7 +18,7 @@ pub struct Project {
 
 /// Creates a project.
 pub async fn create(db: &Db, id: &str, name: &str, now: i64) -> crate::Result<Project> {
-    sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)")
+    crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(name)
         .bind(now)
@@ -33,16 +33,17 @@ pub async fn create(db: &Db, id: &str, name: &str, now: i64) -> crate::Result<Pr
 
 /// Number of projects on this instance.
 pub async fn count(db: &Db) -> crate::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+    crate::sql::query_scalar("SELECT COUNT(*) FROM projects")
         .fetch_one(db.reader())
-        .await?)
+        .await
 }
 
 /// Every project, oldest first.
 pub async fn list(db: &Db) -> crate::Result<Vec<Project>> {
-    let rows = sqlx::query("SELECT id, name, created_at FROM projects ORDER BY created_at, id")
-        .fetch_all(db.reader())
-        .await?;
+    let rows =
+        crate::sql::query("SELECT id, name, created_at FROM projects ORDER BY created_at, id")
+            .fetch_all(db.reader())
+            .await?;
     rows.iter()
         .map(|r| {
             Ok(Project {
@@ -56,7 +57,7 @@ pub async fn list(db: &Db) -> crate::Result<Vec<Project>> {
 
 /// Finds a project by id.
 pub async fn find(db: &Db, id: &str) -> crate::Result<Option<Project>> {
-    let row = sqlx::query("SELECT id, name, created_at FROM projects WHERE id = $1")
+    let row = crate::sql::query("SELECT id, name, created_at FROM projects WHERE id = $1")
         .bind(id)
         .fetch_optional(db.reader())
         .await?;
@@ -87,7 +88,7 @@ pub struct ApiKey {
     pub revoked_at: Option<i64>,
 }
 
-fn api_key(r: &AnyRow) -> crate::Result<ApiKey> {
+fn api_key(r: &Row) -> crate::Result<ApiKey> {
     Ok(ApiKey {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -100,7 +101,7 @@ fn api_key(r: &AnyRow) -> crate::Result<ApiKey> {
 
 /// Stores a new key by its hash.
 pub async fn insert_key(db: &Db, key: &ApiKey, hash: &str) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO api_keys (id, project_id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&key.id)
@@ -116,17 +117,17 @@ pub async fn insert_key(db: &Db, key: &ApiKey, hash: &str) -> crate::Result<()> 
 
 /// The project of an unrevoked key with this hash.
 pub async fn project_for_key(db: &Db, hash: &str) -> crate::Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+    crate::sql::query_scalar(
         "SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash)
     .fetch_optional(db.reader())
-    .await?)
+    .await
 }
 
 /// Every key of a project, newest first.
 pub async fn list_keys(db: &Db, project_id: &str) -> crate::Result<Vec<ApiKey>> {
-    let rows = sqlx::query(
+    let rows = crate::sql::query(
         "SELECT id, project_id, name, prefix, created_at, revoked_at FROM api_keys WHERE project_id = $1 ORDER BY created_at DESC, id DESC",
     )
     .bind(project_id)
@@ -137,7 +138,7 @@ pub async fn list_keys(db: &Db, project_id: &str) -> crate::Result<Vec<ApiKey>> 
 
 /// Revokes a key of a project; false when no such active key exists.
 pub async fn revoke_key(db: &Db, project_id: &str, key_id: &str, now: i64) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND project_id = $3 AND revoked_at IS NULL",
     )
     .bind(now)
@@ -151,12 +152,12 @@ pub async fn revoke_key(db: &Db, project_id: &str, key_id: &str, now: i64) -> cr
 /// Records the instance key's check value on first use; afterwards tells whether `check`
 /// matches the recorded one (a different instance key cannot decrypt stored secrets).
 pub async fn check_instance_key(db: &Db, check: &str, now: i64) -> crate::Result<bool> {
-    sqlx::query("INSERT INTO instance (id, key_check, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+    crate::sql::query("INSERT INTO instance (id, key_check, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
         .bind(check)
         .bind(now)
         .execute(db.writer())
         .await?;
-    let stored: String = sqlx::query_scalar("SELECT key_check FROM instance WHERE id = 1")
+    let stored: String = crate::sql::query_scalar("SELECT key_check FROM instance WHERE id = 1")
         .fetch_one(db.writer())
         .await?;
     Ok(stored == check)
@@ -181,7 +182,7 @@ pub struct Customer {
 
 const CUSTOMER_COLS: &str = "id, project_id, name, external_customer_id, created_at, updated_at";
 
-fn customer(r: &AnyRow) -> crate::Result<Customer> {
+fn customer(r: &Row) -> crate::Result<Customer> {
     Ok(Customer {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -194,15 +195,12 @@ fn customer(r: &AnyRow) -> crate::Result<Customer> {
 
 /// Whether a statement failed on a unique constraint.
 pub fn is_unique_violation(err: &crate::StoreError) -> bool {
-    match err {
-        crate::StoreError::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
-        _ => false,
-    }
+    err.is_unique_violation()
 }
 
 /// Inserts a customer.
 pub async fn insert_customer(db: &Db, c: &Customer) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO customers (id, project_id, name, external_customer_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&c.id)
@@ -218,7 +216,7 @@ pub async fn insert_customer(db: &Db, c: &Customer) -> crate::Result<()> {
 
 /// Updates a customer's mutable fields.
 pub async fn update_customer(db: &Db, c: &Customer) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE customers SET name = $1, external_customer_id = $2, updated_at = $3 WHERE id = $4 AND project_id = $5",
     )
     .bind(&c.name)
@@ -234,7 +232,7 @@ pub async fn update_customer(db: &Db, c: &Customer) -> crate::Result<bool> {
 /// Finds a customer of a project.
 pub async fn find_customer(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Customer>> {
     let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1 AND project_id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(id)
         .bind(project_id)
         .fetch_optional(db.reader())
@@ -266,14 +264,13 @@ pub async fn list_customers(
         });
     }
     let total: i64 = {
-        use sqlx::Row;
         f.query(format!(
             "SELECT COUNT(*) AS n FROM customers{}",
             f.where_sql()
         ))
         .fetch_one(db.reader())
         .await?
-        .try_get("n")?
+        .get("n")?
     };
     let l = f.bind(Arg::Int(limit));
     let o = f.bind(Arg::Int(offset));
@@ -291,13 +288,13 @@ pub async fn list_customers(
 /// Deletes a customer, detaching its phone numbers first; false when not found.
 pub async fn delete_customer(db: &Db, project_id: &str, id: &str, now: i64) -> crate::Result<bool> {
     let mut tx = db.writer().begin().await?;
-    sqlx::query("UPDATE phone_numbers SET customer_id = NULL, updated_at = $1 WHERE customer_id = $2 AND project_id = $3")
+    crate::sql::query("UPDATE phone_numbers SET customer_id = NULL, updated_at = $1 WHERE customer_id = $2 AND project_id = $3")
         .bind(now)
         .bind(id)
         .bind(project_id)
         .execute(&mut *tx)
         .await?;
-    let done = sqlx::query("DELETE FROM customers WHERE id = $1 AND project_id = $2")
+    let done = crate::sql::query("DELETE FROM customers WHERE id = $1 AND project_id = $2")
         .bind(id)
         .bind(project_id)
         .execute(&mut *tx)

@@ -1,17 +1,9 @@
 //! Dynamic `WHERE` clauses with `$N` placeholders, and opaque keyset cursors.
 
+pub(crate) use crate::sql::Arg;
+use crate::sql::{Col, Query, Row};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AssertSqlSafe};
-
-/// One bound value.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Text(String),
-    Int(i64),
-}
 
 /// A conjunction of conditions and their arguments.
 #[derive(Debug, Default)]
@@ -48,13 +40,10 @@ impl Filter {
     }
 
     /// Binds every argument to a query built from `sql`.
-    pub(crate) fn query(&self, sql: String) -> Query<'static, Any, AnyArguments> {
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+    pub(crate) fn query(&self, sql: String) -> Query {
+        let mut query = crate::sql::query(sql);
         for arg in &self.args {
-            query = match arg {
-                Arg::Text(s) => query.bind(s.clone()),
-                Arg::Int(i) => query.bind(*i),
-            };
+            query = query.bind(arg.clone());
         }
         query
     }
@@ -159,12 +148,8 @@ pub(crate) fn keyset(
 }
 
 /// Reads a column, turning a type mismatch into a storage error.
-pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> crate::Result<T>
-where
-    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    Ok(row.try_get::<T, _>(name)?)
+pub(crate) fn col<T: Col>(row: &Row, name: &str) -> crate::Result<T> {
+    row.get(name)
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! edited, fetched or synced through the proxy, and kept current by status webhooks
 //! (`accounts::upsert_template_status`).
 
+use crate::sql::Row;
 use serde_json::Value;
-use sqlx::any::AnyRow;
 
 use crate::Db;
 use crate::query::col;
@@ -65,7 +65,7 @@ impl Template {
     }
 }
 
-fn template(r: &AnyRow) -> crate::Result<Template> {
+fn template(r: &Row) -> crate::Result<Template> {
     Ok(Template {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -103,7 +103,7 @@ pub async fn upsert(
     let status = text(object, "status").unwrap_or_else(|| "PENDING".into());
     // A partial object (e.g. `fields=status`) must not replace the cached components.
     let full = object.get("components").is_some();
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO templates (id, project_id, business_account_id, meta_template_id, name, language, category, status, reason, parameter_format, body, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (business_account_id, meta_template_id) DO UPDATE SET \
@@ -138,7 +138,7 @@ pub async fn set_status(
     status: &str,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "UPDATE templates SET status = $1, updated_at = $2 WHERE business_account_id = $3 AND meta_template_id = $4",
     )
     .bind(status)
@@ -158,7 +158,7 @@ pub async fn find(
 ) -> crate::Result<Option<Template>> {
     let sql =
         format!("SELECT {COLS} FROM templates WHERE project_id = $1 AND meta_template_id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(meta_template_id)
         .fetch_optional(db.reader())
@@ -169,7 +169,7 @@ pub async fn find(
 /// Cached templates with Meta's id (any project: callers check ownership).
 pub async fn by_meta_id(db: &Db, meta_template_id: &str) -> crate::Result<Vec<Template>> {
     let sql = format!("SELECT {COLS} FROM templates WHERE meta_template_id = $1");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(meta_template_id)
         .fetch_all(db.reader())
         .await?;
@@ -185,7 +185,7 @@ pub async fn by_name(
     let sql = format!(
         "SELECT {COLS} FROM templates WHERE business_account_id = $1 AND name = $2 AND status <> 'DELETED' ORDER BY language"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(business_account_id)
         .bind(name)
         .fetch_all(db.reader())
@@ -204,7 +204,7 @@ pub async fn list(
         "SELECT {COLS} FROM templates WHERE project_id = $1 AND ($2 IS NULL OR business_account_id = $2) \
          AND ($3 IS NULL OR status = $3) AND status <> 'DELETED' ORDER BY name, language, meta_template_id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(business_account_id)
         .bind(status)
@@ -232,7 +232,7 @@ pub async fn mark_unseen_deleted(
              AND meta_template_id NOT IN (SELECT jsonb_array_elements_text($3::jsonb))"
         }
     };
-    let done = sqlx::query(sql)
+    let done = crate::sql::query(sql)
         .bind(now)
         .bind(business_account_id)
         .bind(seen)

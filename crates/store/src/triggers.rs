@@ -1,6 +1,6 @@
 //! What starts a workflow: an inbound message on a number, or an API call.
 
-use sqlx::any::AnyRow;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -29,7 +29,7 @@ pub struct Trigger {
 const COLS: &str =
     "id, project_id, workflow_id, trigger_type, phone_number_id, active, created_at, updated_at";
 
-fn trigger(r: &AnyRow) -> crate::Result<Trigger> {
+fn trigger(r: &Row) -> crate::Result<Trigger> {
     Ok(Trigger {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -46,7 +46,7 @@ fn trigger(r: &AnyRow) -> crate::Result<Trigger> {
 pub async fn insert(db: &Db, t: &Trigger) -> crate::Result<()> {
     let sql =
         format!("INSERT INTO workflow_triggers ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(&t.id)
         .bind(&t.project_id)
         .bind(&t.workflow_id)
@@ -68,7 +68,7 @@ pub async fn set_active(
     active: bool,
     now: i64,
 ) -> crate::Result<bool> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE workflow_triggers SET active = $1, updated_at = $2 WHERE id = $3 AND project_id = $4",
     )
     .bind(i64::from(active))
@@ -82,7 +82,7 @@ pub async fn set_active(
 
 /// Deletes a trigger.
 pub async fn delete(db: &Db, project_id: &str, id: &str) -> crate::Result<bool> {
-    let done = sqlx::query("DELETE FROM workflow_triggers WHERE id = $1 AND project_id = $2")
+    let done = crate::sql::query("DELETE FROM workflow_triggers WHERE id = $1 AND project_id = $2")
         .bind(id)
         .bind(project_id)
         .execute(db.writer())
@@ -93,7 +93,7 @@ pub async fn delete(db: &Db, project_id: &str, id: &str) -> crate::Result<bool> 
 /// A project's trigger.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Trigger>> {
     let sql = format!("SELECT {COLS} FROM workflow_triggers WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -110,7 +110,7 @@ pub async fn for_workflow(
     let sql = format!(
         "SELECT {COLS} FROM workflow_triggers WHERE project_id = $1 AND workflow_id = $2 ORDER BY created_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(workflow_id)
         .fetch_all(db.reader())
@@ -129,7 +129,7 @@ pub async fn active_inbound(db: &Db, phone_number_id: &str) -> crate::Result<Opt
         "SELECT {cols} FROM workflow_triggers t JOIN workflows w ON w.id = t.workflow_id \
          WHERE t.phone_number_id = $1 AND t.trigger_type = 'inbound_message' AND t.active = 1 AND w.status = 'active'"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(phone_number_id)
         .fetch_optional(db.reader())
         .await?

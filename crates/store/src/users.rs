@@ -1,7 +1,7 @@
 //! Dashboard users, their membership (with a role) in projects, and their login sessions.
 
-use sqlx::Connection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -49,7 +49,7 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-fn user(r: &AnyRow) -> crate::Result<User> {
+fn user(r: &Row) -> crate::Result<User> {
     Ok(User {
         id: col(r, "id")?,
         email: col(r, "email")?,
@@ -61,7 +61,7 @@ fn user(r: &AnyRow) -> crate::Result<User> {
 const MEMBER_COLS: &str = "m.id, m.project_id, m.user_id, u.email, u.name, m.role, m.created_at";
 const MEMBER_FROM: &str = "memberships m JOIN users u ON u.id = m.user_id";
 
-fn member_row(r: &AnyRow) -> crate::Result<Member> {
+fn member_row(r: &Row) -> crate::Result<Member> {
     Ok(Member {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -84,7 +84,7 @@ pub async fn create_with_membership(
 ) -> crate::Result<()> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO users (id, email, name, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
     .bind(&u.id)
@@ -108,14 +108,14 @@ pub async fn create_with_membership(
 }
 
 async fn insert_membership(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut Conn,
     id: &str,
     project_id: &str,
     user_id: &str,
     role: &str,
     now: i64,
 ) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO memberships (id, project_id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
@@ -143,7 +143,7 @@ pub async fn add_membership(
 
 /// A user and its password hash, by email (lowercased by the caller).
 pub async fn by_email(db: &Db, email: &str) -> crate::Result<Option<(User, String)>> {
-    let row = sqlx::query(
+    let row = crate::sql::query(
         "SELECT id, email, name, created_at, password_hash FROM users WHERE email = $1",
     )
     .bind(email)
@@ -155,7 +155,7 @@ pub async fn by_email(db: &Db, email: &str) -> crate::Result<Option<(User, Strin
 
 /// A user by id.
 pub async fn find(db: &Db, id: &str) -> crate::Result<Option<User>> {
-    let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
+    let row = crate::sql::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(db.reader())
         .await?;
@@ -166,15 +166,16 @@ pub async fn find(db: &Db, id: &str) -> crate::Result<Option<User>> {
 pub async fn set_password(db: &Db, user_id: &str, hash: &str, now: i64) -> crate::Result<bool> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
-    let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        == 1;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+    let done =
+        crate::sql::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+    crate::sql::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
@@ -192,16 +193,17 @@ pub async fn members(
     let sql = format!(
         "SELECT {MEMBER_COLS} FROM {MEMBER_FROM} WHERE m.project_id = $1 ORDER BY m.created_at, m.id LIMIT $2 OFFSET $3"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(limit)
         .bind(offset)
         .fetch_all(db.reader())
         .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE project_id = $1")
-        .bind(project_id)
-        .fetch_one(db.reader())
-        .await?;
+    let total: i64 =
+        crate::sql::query_scalar("SELECT COUNT(*) FROM memberships WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(db.reader())
+            .await?;
     Ok((
         rows.iter().map(member_row).collect::<crate::Result<_>>()?,
         total,
@@ -210,12 +212,12 @@ pub async fn members(
 
 /// How many owners a project has.
 pub async fn owner_count(db: &Db, project_id: &str) -> crate::Result<i64> {
-    Ok(sqlx::query_scalar(
+    crate::sql::query_scalar(
         "SELECT COUNT(*) FROM memberships WHERE project_id = $1 AND role = 'owner'",
     )
     .bind(project_id)
     .fetch_one(db.reader())
-    .await?)
+    .await
 }
 
 /// A user's membership in a project, by user id.
@@ -223,7 +225,7 @@ pub async fn member(db: &Db, project_id: &str, user_id: &str) -> crate::Result<O
     let sql = format!(
         "SELECT {MEMBER_COLS} FROM {MEMBER_FROM} WHERE m.project_id = $1 AND m.user_id = $2"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(user_id)
         .fetch_optional(db.reader())
@@ -235,7 +237,7 @@ pub async fn member(db: &Db, project_id: &str, user_id: &str) -> crate::Result<O
 pub async fn membership(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Member>> {
     let sql =
         format!("SELECT {MEMBER_COLS} FROM {MEMBER_FROM} WHERE m.project_id = $1 AND m.id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -248,7 +250,7 @@ pub async fn memberships_of(db: &Db, user_id: &str) -> crate::Result<Vec<Member>
     let sql = format!(
         "SELECT {MEMBER_COLS} FROM {MEMBER_FROM} WHERE m.user_id = $1 ORDER BY m.created_at, m.id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(user_id)
         .fetch_all(db.reader())
         .await?;
@@ -258,7 +260,7 @@ pub async fn memberships_of(db: &Db, user_id: &str) -> crate::Result<Vec<Member>
 /// Changes a member's role.
 pub async fn set_role(db: &Db, project_id: &str, id: &str, role: &str) -> crate::Result<bool> {
     Ok(
-        sqlx::query("UPDATE memberships SET role = $1 WHERE project_id = $2 AND id = $3")
+        crate::sql::query("UPDATE memberships SET role = $1 WHERE project_id = $2 AND id = $3")
             .bind(role)
             .bind(project_id)
             .bind(id)
@@ -278,7 +280,7 @@ pub async fn remove_membership(
 ) -> crate::Result<bool> {
     let mut conn = db.writer().acquire().await?;
     let mut tx = conn.begin().await?;
-    let user_id: Option<String> = sqlx::query_scalar(
+    let user_id: Option<String> = crate::sql::query_scalar(
         "DELETE FROM memberships WHERE project_id = $1 AND id = $2 RETURNING user_id",
     )
     .bind(project_id)
@@ -288,7 +290,7 @@ pub async fn remove_membership(
     let Some(user_id) = user_id else {
         return Ok(false);
     };
-    sqlx::query(
+    crate::sql::query(
         "UPDATE conversation_assignments SET active = 0, updated_at = $1 WHERE project_id = $2 AND user_id = $3 AND active = 1",
     )
     .bind(now)
@@ -302,17 +304,17 @@ pub async fn remove_membership(
 
 /// The email addresses of a project's members, for notices.
 pub async fn emails(db: &Db, project_id: &str) -> crate::Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    crate::sql::query_scalar(
         "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.project_id = $1 ORDER BY m.created_at, m.id",
     )
     .bind(project_id)
     .fetch_all(db.reader())
-    .await?)
+    .await
 }
 
 /// Stores a new session.
 pub async fn insert_session(db: &Db, token_hash: &str, s: &Session, now: i64) -> crate::Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash)
@@ -327,7 +329,7 @@ pub async fn insert_session(db: &Db, token_hash: &str, s: &Session, now: i64) ->
 
 /// The unexpired session with this token hash.
 pub async fn session(db: &Db, token_hash: &str, now: i64) -> crate::Result<Option<Session>> {
-    let row = sqlx::query(
+    let row = crate::sql::query(
         "SELECT user_id, csrf_token, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2",
     )
     .bind(token_hash)
@@ -346,7 +348,7 @@ pub async fn session(db: &Db, token_hash: &str, now: i64) -> crate::Result<Optio
 
 /// Ends a session.
 pub async fn delete_session(db: &Db, token_hash: &str) -> crate::Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+    crate::sql::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(db.writer())
         .await?;
@@ -355,9 +357,11 @@ pub async fn delete_session(db: &Db, token_hash: &str) -> crate::Result<()> {
 
 /// Deletes sessions that expired before `now`; returns how many.
 pub async fn delete_expired_sessions(db: &Db, now: i64) -> crate::Result<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(db.writer())
-        .await?
-        .rows_affected())
+    Ok(
+        crate::sql::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(db.writer())
+            .await?
+            .rows_affected(),
+    )
 }

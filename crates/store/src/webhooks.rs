@@ -1,8 +1,8 @@
 //! Outbound webhooks: the endpoints, their deliveries (one per event and webhook, created in
 //! the transaction that produced the event) and the attempts made for each.
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
 use crate::{Backend, Db};
@@ -52,7 +52,7 @@ pub struct Webhook {
 
 const COLS: &str = "id, project_id, phone_number_id, url, kind, events, secret_enc, headers, active, buffer_enabled, buffer_window_seconds, max_buffer_size, buffer_events, inactivity_minutes, payload_version, paused_at, pause_reason, created_at, updated_at";
 
-fn webhook(r: &AnyRow) -> crate::Result<Webhook> {
+fn webhook(r: &Row) -> crate::Result<Webhook> {
     Ok(Webhook {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -81,16 +81,13 @@ pub async fn insert(db: &Db, w: &Webhook) -> crate::Result<()> {
     let sql = format!(
         "INSERT INTO webhooks ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     );
-    bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), w)
+    bind_all(crate::sql::query(sql), w)
         .execute(db.writer())
         .await?;
     Ok(())
 }
 
-fn bind_all<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    w: &'q Webhook,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+fn bind_all(q: crate::sql::Query, w: &Webhook) -> crate::sql::Query {
     q.bind(&w.id)
         .bind(&w.project_id)
         .bind(&w.phone_number_id)
@@ -115,26 +112,28 @@ fn bind_all<'q>(
 /// Replaces a webhook's fields (the id and project stay).
 pub async fn update(db: &Db, w: &Webhook) -> crate::Result<()> {
     let sql = "UPDATE webhooks SET id = $1, project_id = $2, phone_number_id = $3, url = $4, kind = $5, events = $6, secret_enc = $7, headers = $8, active = $9, buffer_enabled = $10, buffer_window_seconds = $11, max_buffer_size = $12, buffer_events = $13, inactivity_minutes = $14, payload_version = $15, paused_at = $16, pause_reason = $17, created_at = $18, updated_at = $19 WHERE id = $1 AND project_id = $2";
-    bind_all(sqlx::query(sql), w).execute(db.writer()).await?;
+    bind_all(crate::sql::query(sql), w)
+        .execute(db.writer())
+        .await?;
     Ok(())
 }
 
 /// Deletes a webhook with its deliveries and their attempts.
 pub async fn delete(db: &Db, project_id: &str, id: &str) -> crate::Result<bool> {
     let mut tx = db.writer().begin().await?;
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2)",
     )
     .bind(id)
     .bind(project_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
+    crate::sql::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
         .bind(id)
         .bind(project_id)
         .execute(&mut *tx)
         .await?;
-    let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND project_id = $2")
+    let done = crate::sql::query("DELETE FROM webhooks WHERE id = $1 AND project_id = $2")
         .bind(id)
         .bind(project_id)
         .execute(&mut *tx)
@@ -146,7 +145,7 @@ pub async fn delete(db: &Db, project_id: &str, id: &str) -> crate::Result<bool> 
 /// A project's webhook.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Webhook>> {
     let sql = format!("SELECT {COLS} FROM webhooks WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -163,7 +162,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLS} FROM webhooks WHERE project_id = $1 AND ((CAST($2 AS TEXT) IS NULL AND phone_number_id IS NULL) OR phone_number_id = $2) ORDER BY created_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(phone_number_id)
         .fetch_all(db.reader())
@@ -192,8 +191,8 @@ pub struct NewEvent<'a> {
 /// Creates the deliveries of an event in the caller's transaction; returns how many. For
 /// webhooks that buffer this event, the delivery waits as `buffered` under `batch_key` until
 /// the window that opened with the first buffered event of that key ends.
-pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> crate::Result<u64> {
-    let done = sqlx::query(
+pub async fn publish(conn: &mut Conn, e: NewEvent<'_>, now: i64) -> crate::Result<u64> {
+    let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at, batch_key) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, \
            CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN 'buffered' ELSE 'pending' END, 0, \
@@ -223,12 +222,11 @@ pub async fn publish(conn: &mut AnyConnection, e: NewEvent<'_>, now: i64) -> cra
 /// pending batch delivery whose subject lists its members in order; returns how many
 /// batches.
 pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
-    use sqlx::Row;
     let mut tx = db.writer().begin().await?;
     // One flusher at a time: concurrent loops (and nodes) would batch the same members
     // twice. SQLite's single writer connection already serializes this transaction.
     if db.backend() == Backend::Postgres {
-        let mine: bool = sqlx::query_scalar(
+        let mine: bool = crate::sql::query_scalar(
             "SELECT pg_try_advisory_xact_lock(hashtext('chasqui.webhooks.flush_buffers'))",
         )
         .fetch_one(&mut *tx)
@@ -237,7 +235,7 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
             return Ok(0);
         }
     }
-    let groups = sqlx::query(
+    let groups = crate::sql::query(
         "SELECT d.webhook_id, d.batch_key, MIN(w.max_buffer_size) AS max_size FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.status = 'buffered' AND w.active = 1 AND w.paused_at IS NULL \
          GROUP BY d.webhook_id, d.batch_key \
@@ -248,12 +246,12 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
     .await?;
     let mut batches = 0;
     for g in &groups {
-        let webhook_id: String = g.try_get("webhook_id")?;
-        let batch_key: String = g.try_get("batch_key")?;
-        let max_size: i64 = g.try_get("max_size")?;
+        let webhook_id: String = g.get("webhook_id")?;
+        let batch_key: String = g.get("batch_key")?;
+        let max_size: i64 = g.get("max_size")?;
         // Meta's order decides which members go first (concurrent processing may have stored
         // them out of order): the inbound delivery's time-ordered id and the position in it.
-        let rows = sqlx::query(
+        let rows = crate::sql::query(
             "SELECT id, project_id, event_id, event_type, phone_number_id, subject FROM webhook_deliveries \
              WHERE webhook_id = $1 AND batch_key = $2 AND status = 'buffered'",
         )
@@ -261,10 +259,10 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
         .bind(&batch_key)
         .fetch_all(&mut *tx)
         .await?;
-        let mut members: Vec<(Option<String>, serde_json::Value, &sqlx::any::AnyRow)> = rows
+        let mut members: Vec<(Option<String>, serde_json::Value, &Row)> = rows
             .iter()
             .map(|m| {
-                let text: String = m.try_get("subject")?;
+                let text: String = m.get("subject")?;
                 let subject: serde_json::Value =
                     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
                 let order = subject
@@ -280,30 +278,30 @@ pub async fn flush_buffers(db: &Db, now: i64) -> crate::Result<usize> {
             continue;
         };
         let first = *first;
-        let first_event: String = first.try_get("event_id")?;
+        let first_event: String = first.get("event_id")?;
         let subjects: Vec<serde_json::Value> = members.iter().map(|m| m.1.clone()).collect();
         let leader = format!("batch.{first_event}.{webhook_id}");
-        sqlx::query(
+        crate::sql::query(
             "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $8) ON CONFLICT (webhook_id, event_id) DO NOTHING",
         )
         .bind(&leader)
-        .bind(first.try_get::<String, _>("project_id")?)
+        .bind(first.get::<String>("project_id")?)
         .bind(&webhook_id)
         .bind(format!("batch.{first_event}"))
-        .bind(first.try_get::<String, _>("event_type")?)
-        .bind(first.try_get::<Option<String>, _>("phone_number_id")?)
+        .bind(first.get::<String>("event_type")?)
+        .bind(first.get::<Option<String>>("phone_number_id")?)
         .bind(serde_json::json!({ "batch": subjects }).to_string())
         .bind(now)
         .execute(&mut *tx)
         .await?;
         for (_, _, m) in &members {
-            sqlx::query(
+            crate::sql::query(
                 "UPDATE webhook_deliveries SET status = 'batched', batch_id = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(&leader)
             .bind(now)
-            .bind(m.try_get::<String, _>("id")?)
+            .bind(m.get::<String>("id")?)
             .execute(&mut *tx)
             .await?;
         }
@@ -360,7 +358,7 @@ pub async fn claim_due(
          ORDER BY d.next_attempt_at, d.id LIMIT $2{lock}"
     );
     let mut tx = db.writer().begin().await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *tx)
@@ -391,7 +389,7 @@ pub async fn claim_due(
                 "UPDATE webhook_deliveries SET locked_until = $1 WHERE id IN (SELECT jsonb_array_elements_text($2::jsonb))"
             }
         };
-        sqlx::query(sql)
+        crate::sql::query(sql)
             .bind(now + lease_millis)
             .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
@@ -500,12 +498,12 @@ pub async fn record_attempts(
         ),
     };
     let mut tx = db.writer().begin().await?;
-    sqlx::query(insert)
+    crate::sql::query(insert)
         .bind(&rows)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(update)
+    crate::sql::query(update)
         .bind(&rows)
         .bind(now)
         .execute(&mut *tx)
@@ -683,7 +681,7 @@ pub async fn requeue_failed(
     since: i64,
     now: i64,
 ) -> crate::Result<u64> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL, updated_at = $1 \
          WHERE project_id = $2 AND status = 'failed' AND created_at >= $3 \
            AND (CAST($4 AS TEXT) IS NULL OR id = $4) AND (CAST($5 AS TEXT) IS NULL OR webhook_id = $5)",
@@ -700,8 +698,7 @@ pub async fn requeue_failed(
 
 /// Attempt counts of a webhook since `since`: (attempts, failed attempts).
 pub async fn attempt_stats(db: &Db, webhook_id: &str, since: i64) -> crate::Result<(i64, i64)> {
-    use sqlx::Row;
-    let row = sqlx::query(
+    let row = crate::sql::query(
         "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN a.status_code >= 200 AND a.status_code < 300 THEN 0 ELSE 1 END), 0) AS failed \
          FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
          WHERE d.webhook_id = $1 AND a.attempted_at >= $2",
@@ -710,18 +707,13 @@ pub async fn attempt_stats(db: &Db, webhook_id: &str, since: i64) -> crate::Resu
     .bind(since)
     .fetch_one(db.reader())
     .await?;
-    Ok((row.try_get("total")?, row.try_get("failed")?))
+    Ok((row.get("total")?, row.get("failed")?))
 }
 
 /// Pauses a webhook (automatic pausing) in the caller's transaction; returns whether it was
 /// running.
-pub async fn pause(
-    conn: &mut AnyConnection,
-    id: &str,
-    reason: &str,
-    now: i64,
-) -> crate::Result<bool> {
-    let done = sqlx::query(
+pub async fn pause(conn: &mut Conn, id: &str, reason: &str, now: i64) -> crate::Result<bool> {
+    let done = crate::sql::query(
         "UPDATE webhooks SET paused_at = $1, pause_reason = $2, updated_at = $1 WHERE id = $3 AND paused_at IS NULL",
     )
     .bind(now)
@@ -735,14 +727,14 @@ pub async fn pause(
 /// Creates the deliveries of a raw Meta payload to the number's `meta` webhook (if any), in
 /// the caller's transaction; the payload is the body, as received.
 pub async fn publish_raw(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     project_id: &str,
     phone_number_id: &str,
     event_id: &str,
     payload: &str,
     now: i64,
 ) -> crate::Result<u64> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, payload, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{}', $3, 'pending', 0, $4, $4, $4 FROM webhooks w \
          WHERE w.project_id = $5 AND w.phone_number_id = $2 AND w.kind = 'meta' AND w.active = 1 \
@@ -763,7 +755,7 @@ pub async fn publish_raw(
 /// (the event id carries the conversation's last activity), per webhook threshold, as of
 /// `as_of`; the deliveries are due at `now`.
 pub async fn publish_inactive(db: &Db, as_of: i64, now: i64) -> crate::Result<u64> {
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT 'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT) || '.' || w.id, c.project_id, w.id, \
                 'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT), 'whatsapp.conversation.inactive', c.phone_number_id, \
@@ -786,11 +778,11 @@ pub async fn publish_inactive(db: &Db, as_of: i64, now: i64) -> crate::Result<u6
 /// Deletes the webhooks of a number (with their deliveries and attempts), in the caller's
 /// transaction; returns how many webhooks.
 pub async fn delete_for_number(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     project_id: &str,
     phone_number_id: &str,
 ) -> crate::Result<u64> {
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          WHERE w.project_id = $1 AND w.phone_number_id = $2)",
     )
@@ -798,30 +790,30 @@ pub async fn delete_for_number(
     .bind(phone_number_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE project_id = $1 AND phone_number_id = $2)",
     )
     .bind(project_id)
     .bind(phone_number_id)
     .execute(&mut *conn)
     .await?;
-    let done = sqlx::query("DELETE FROM webhooks WHERE project_id = $1 AND phone_number_id = $2")
-        .bind(project_id)
-        .bind(phone_number_id)
-        .execute(&mut *conn)
-        .await?;
+    let done =
+        crate::sql::query("DELETE FROM webhooks WHERE project_id = $1 AND phone_number_id = $2")
+            .bind(project_id)
+            .bind(phone_number_id)
+            .execute(&mut *conn)
+            .await?;
     Ok(done.rows_affected())
 }
 
 /// Deliveries waiting to be sent (pending, buffered) and those that gave up (failed).
 pub async fn counts(db: &Db) -> crate::Result<(i64, i64)> {
-    use sqlx::Row;
-    let row = sqlx::query(
+    let row = crate::sql::query(
         "SELECT COALESCE(SUM(CASE WHEN status IN ('pending', 'buffered') THEN 1 ELSE 0 END), 0) AS waiting, \
                 COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed \
          FROM webhook_deliveries WHERE status IN ('pending', 'buffered', 'failed')",
     )
     .fetch_one(db.reader())
     .await?;
-    Ok((row.try_get("waiting")?, row.try_get("failed")?))
+    Ok((row.get("waiting")?, row.get("failed")?))
 }

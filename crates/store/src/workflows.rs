@@ -1,6 +1,7 @@
 //! Workflows and the versions of their definitions.
 
-use sqlx::any::AnyRow;
+use crate::Conn;
+use crate::sql::Row;
 
 use crate::Db;
 use crate::query::col;
@@ -34,7 +35,7 @@ pub struct Workflow {
 
 const COLS: &str = "id, project_id, name, slug, description, status, lock_version, message_debounce_seconds, inbound_message_read_mode, created_at, updated_at";
 
-fn workflow(r: &AnyRow) -> crate::Result<Workflow> {
+fn workflow(r: &Row) -> crate::Result<Workflow> {
     Ok(Workflow {
         id: col(r, "id")?,
         project_id: col(r, "project_id")?,
@@ -56,7 +57,7 @@ pub async fn insert(db: &Db, w: &Workflow, definition: &str) -> crate::Result<()
     let sql = format!(
         "INSERT INTO workflows ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    crate::sql::query(sql)
         .bind(&w.id)
         .bind(&w.project_id)
         .bind(&w.name)
@@ -70,7 +71,7 @@ pub async fn insert(db: &Db, w: &Workflow, definition: &str) -> crate::Result<()
         .bind(w.updated_at)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO workflow_versions (workflow_id, version, definition, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(&w.id)
@@ -92,7 +93,7 @@ pub async fn update(
     definition: Option<&str>,
 ) -> crate::Result<bool> {
     let mut tx = db.writer().begin().await?;
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE workflows SET name = $1, slug = $2, description = $3, status = $4, lock_version = $5, \
          message_debounce_seconds = $6, inbound_message_read_mode = $7, updated_at = $8 \
          WHERE id = $9 AND project_id = $10 AND lock_version = $11",
@@ -114,7 +115,7 @@ pub async fn update(
         return Ok(false);
     }
     if let Some(definition) = definition {
-        sqlx::query(
+        crate::sql::query(
             "INSERT INTO workflow_versions (workflow_id, version, definition, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&w.id)
@@ -131,7 +132,7 @@ pub async fn update(
 /// A project's workflow.
 pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Workflow>> {
     let sql = format!("SELECT {COLS} FROM workflows WHERE project_id = $1 AND id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(id)
         .fetch_optional(db.reader())
@@ -141,7 +142,7 @@ pub async fn get(db: &Db, project_id: &str, id: &str) -> crate::Result<Option<Wo
 
 /// One version of a workflow's definition (JSON).
 pub async fn definition(db: &Db, workflow_id: &str, version: i64) -> crate::Result<Option<String>> {
-    let found = sqlx::query_scalar(
+    let found = crate::sql::query_scalar(
         "SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
     )
     .bind(workflow_id)
@@ -166,7 +167,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLS} FROM workflows WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = crate::sql::query(sql)
         .bind(project_id)
         .bind(status)
         .bind(&pattern)
@@ -175,7 +176,7 @@ pub async fn list(
         .fetch_all(db.reader())
         .await?;
     let count_sql = format!("SELECT COUNT(*) FROM workflows WHERE {filter}");
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+    let total: i64 = crate::sql::query_scalar(count_sql)
         .bind(project_id)
         .bind(status)
         .bind(&pattern)
@@ -190,7 +191,7 @@ pub async fn list(
 /// A project's workflow by slug.
 pub async fn by_slug(db: &Db, project_id: &str, slug: &str) -> crate::Result<Option<Workflow>> {
     let sql = format!("SELECT {COLS} FROM workflows WHERE project_id = $1 AND slug = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = crate::sql::query(sql)
         .bind(project_id)
         .bind(slug)
         .fetch_optional(db.reader())
@@ -199,9 +200,9 @@ pub async fn by_slug(db: &Db, project_id: &str, slug: &str) -> crate::Result<Opt
 }
 
 /// A workflow's debounce window in seconds (0 when it is gone), read in a transaction.
-pub async fn debounce_seconds(conn: &mut sqlx::AnyConnection, id: &str) -> crate::Result<i64> {
+pub async fn debounce_seconds(conn: &mut Conn, id: &str) -> crate::Result<i64> {
     let seconds: Option<i64> =
-        sqlx::query_scalar("SELECT message_debounce_seconds FROM workflows WHERE id = $1")
+        crate::sql::query_scalar("SELECT message_debounce_seconds FROM workflows WHERE id = $1")
             .bind(id)
             .fetch_optional(conn)
             .await?;

@@ -1,0 +1,865 @@
+//! The store's own small query layer: one way to write a statement (`$N` placeholders,
+//! values bound in order) that runs on either of two engines.
+//!
+//! - **sqlx** for PostgreSQL and for SQLite's readers and inbox: every statement is handed
+//!   to the driver, which for SQLite means a channel round trip to the connection's thread.
+//! - **Direct SQLite** (rusqlite) for SQLite's single writer connection: the statement runs
+//!   on the calling thread while it holds the connection. The writer's work is long chains
+//!   of small statements (group-commit batches, inbound processing), and a hand-off per
+//!   statement cost about ten times the statement itself (`docs/benchmarks.md`). Holding the
+//!   connection is holding a lock: a transaction keeps it until it ends, exactly as the
+//!   one-connection sqlx pool did before.
+//!
+//! Store code sees only [`Pool`], [`Conn`], [`Tx`], [`query`] and [`Row`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, AssertSqlSafe};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::StoreError;
+
+/// How long a caller waits for the SQLite writer before giving up (as the pool did).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Prepared statements kept per direct SQLite connection.
+const STATEMENT_CACHE: usize = 512;
+
+/// The declared type of a bound NULL (PostgreSQL types its parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// BIGINT.
+    Int,
+    /// DOUBLE PRECISION.
+    Real,
+    /// BOOLEAN.
+    Bool,
+    /// TEXT.
+    Text,
+    /// BYTEA / BLOB.
+    Blob,
+}
+
+/// One bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// NULL of a type.
+    Null(Kind),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Real(f64),
+    /// A boolean (an integer 0/1 on SQLite).
+    Bool(bool),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// A value that can be bound to a placeholder.
+pub trait Bind {
+    /// The bound value.
+    fn arg(self) -> Arg;
+}
+
+/// A bindable type's SQL type, for its NULL.
+pub trait Typed {
+    /// The SQL type.
+    const KIND: Kind;
+}
+
+macro_rules! bind_as {
+    ($($t:ty => $kind:ident, $v:ident => $e:expr;)*) => {$(
+        impl Bind for $t {
+            fn arg(self) -> Arg {
+                let $v = self;
+                $e
+            }
+        }
+        impl Typed for $t {
+            const KIND: Kind = Kind::$kind;
+        }
+    )*};
+}
+
+bind_as! {
+    i64 => Int, v => Arg::Int(v);
+    i32 => Int, v => Arg::Int(i64::from(v));
+    u32 => Int, v => Arg::Int(i64::from(v));
+    f64 => Real, v => Arg::Real(v);
+    bool => Bool, v => Arg::Bool(v);
+    String => Text, v => Arg::Text(v);
+    &str => Text, v => Arg::Text(v.to_owned());
+    &String => Text, v => Arg::Text(v.clone());
+    Vec<u8> => Blob, v => Arg::Blob(v);
+    &[u8] => Blob, v => Arg::Blob(v.to_vec());
+    &Vec<u8> => Blob, v => Arg::Blob(v.clone());
+}
+
+impl<T: Bind + Typed> Bind for Option<T> {
+    fn arg(self) -> Arg {
+        match self {
+            Some(v) => v.arg(),
+            None => Arg::Null(T::KIND),
+        }
+    }
+}
+
+impl<T: Bind + Typed + Clone> Bind for &Option<T> {
+    fn arg(self) -> Arg {
+        self.clone().arg()
+    }
+}
+
+impl Bind for Arg {
+    fn arg(self) -> Arg {
+        self
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Null(_) => ValueRef::Null,
+            Arg::Int(i) => ValueRef::Integer(*i),
+            Arg::Real(f) => ValueRef::Real(*f),
+            Arg::Bool(b) => ValueRef::Integer(i64::from(*b)),
+            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+            Arg::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// A statement and its bound values.
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is executed"]
+pub struct Query {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+}
+
+/// Starts a statement.
+pub fn query(sql: impl Into<Cow<'static, str>>) -> Query {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+    }
+}
+
+/// Starts a statement whose first column of each row is the result.
+pub fn query_scalar<T: Col>(sql: impl Into<Cow<'static, str>>) -> Scalar<T> {
+    Scalar {
+        query: query(sql),
+        _t: std::marker::PhantomData,
+    }
+}
+
+/// The outcome of a statement that returns no rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    /// Rows inserted, updated or deleted.
+    pub fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// What the caller wants back.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// The count of changed rows.
+    Nothing,
+    /// Every row.
+    All,
+    /// The first row.
+    First,
+}
+
+/// What a statement gave back.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Output {
+    /// Changed rows.
+    Done(u64),
+    /// Returned rows.
+    Rows(Vec<Row>),
+}
+
+impl Query {
+    /// Binds the next placeholder.
+    pub fn bind(mut self, value: impl Bind) -> Self {
+        self.args.push(value.arg());
+        self
+    }
+
+    /// Runs the statement.
+    pub async fn execute<E: Exec>(self, on: E) -> crate::Result<Done> {
+        match on.run(self, Want::Nothing).await? {
+            Output::Done(n) => Ok(Done { rows_affected: n }),
+            Output::Rows(_) => Ok(Done { rows_affected: 0 }),
+        }
+    }
+
+    /// Every row.
+    pub async fn fetch_all<E: Exec>(self, on: E) -> crate::Result<Vec<Row>> {
+        match on.run(self, Want::All).await? {
+            Output::Rows(rows) => Ok(rows),
+            Output::Done(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The first row, if any.
+    pub async fn fetch_optional<E: Exec>(self, on: E) -> crate::Result<Option<Row>> {
+        match on.run(self, Want::First).await? {
+            Output::Rows(rows) => Ok(rows.into_iter().next()),
+            Output::Done(_) => Ok(None),
+        }
+    }
+
+    /// The first row; an error when there is none.
+    pub async fn fetch_one<E: Exec>(self, on: E) -> crate::Result<Row> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    fn into_sqlx(self) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        let mut q = match self.sql {
+            Cow::Borrowed(s) => sqlx::query(s),
+            Cow::Owned(s) => sqlx::query(AssertSqlSafe(s)),
+        };
+        for arg in self.args {
+            q = match arg {
+                Arg::Null(Kind::Int) => q.bind(None::<i64>),
+                Arg::Null(Kind::Real) => q.bind(None::<f64>),
+                Arg::Null(Kind::Bool) => q.bind(None::<bool>),
+                Arg::Null(Kind::Text) => q.bind(None::<String>),
+                Arg::Null(Kind::Blob) => q.bind(None::<Vec<u8>>),
+                Arg::Int(i) => q.bind(i),
+                Arg::Real(f) => q.bind(f),
+                Arg::Bool(b) => q.bind(b),
+                Arg::Text(s) => q.bind(s),
+                Arg::Blob(b) => q.bind(b),
+            };
+        }
+        q
+    }
+}
+
+/// A statement whose result is the first column.
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is executed"]
+pub struct Scalar<T> {
+    query: Query,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Col> Scalar<T> {
+    /// Binds the next placeholder.
+    pub fn bind(mut self, value: impl Bind) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// The first column of every row.
+    pub async fn fetch_all<E: Exec>(self, on: E) -> crate::Result<Vec<T>> {
+        self.query
+            .fetch_all(on)
+            .await?
+            .iter()
+            .map(|r| r.get_at(0))
+            .collect()
+    }
+
+    /// The first column of the first row, if any.
+    pub async fn fetch_optional<E: Exec>(self, on: E) -> crate::Result<Option<T>> {
+        self.query
+            .fetch_optional(on)
+            .await?
+            .map(|r| r.get_at(0))
+            .transpose()
+    }
+
+    /// The first column of the first row; an error when there is none.
+    pub async fn fetch_one<E: Exec>(self, on: E) -> crate::Result<T> {
+        self.query.fetch_one(on).await?.get_at(0)
+    }
+}
+
+/// A returned row.
+pub struct Row(RowInner);
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            RowInner::Sqlx(_) => f.write_str("Row(sqlx)"),
+            RowInner::Lite { names, values } => f
+                .debug_map()
+                .entries(names.iter().zip(values.iter()))
+                .finish(),
+        }
+    }
+}
+
+enum RowInner {
+    Sqlx(AnyRow),
+    Lite {
+        names: Arc<[String]>,
+        values: Vec<LiteValue>,
+    },
+}
+
+impl Row {
+    /// The column `name`, as `T`.
+    pub fn get<T: Col>(&self, name: &str) -> crate::Result<T> {
+        match &self.0 {
+            RowInner::Sqlx(row) => T::from_sqlx(row, name),
+            RowInner::Lite { names, values } => {
+                let i = names
+                    .iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| StoreError::Corrupt(format!("no column {name:?} in the row")))?;
+                T::from_lite(&values[i]).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+            }
+        }
+    }
+
+    fn get_at<T: Col>(&self, i: usize) -> crate::Result<T> {
+        match &self.0 {
+            RowInner::Sqlx(row) => T::from_sqlx(row, i),
+            RowInner::Lite { values, .. } => values
+                .get(i)
+                .ok_or_else(|| StoreError::Corrupt(format!("no column {i} in the row")))
+                .and_then(|v| {
+                    T::from_lite(v).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
+                }),
+        }
+    }
+}
+
+/// A type a column can be read as.
+pub trait Col: Sized + Send + 'static {
+    /// From a sqlx row.
+    fn from_sqlx<I: sqlx::ColumnIndex<AnyRow> + std::fmt::Display>(
+        row: &AnyRow,
+        at: I,
+    ) -> crate::Result<Self>;
+    /// From a direct SQLite value.
+    fn from_lite(v: &LiteValue) -> Result<Self, String>;
+}
+
+fn mismatch(want: &str, got: &LiteValue) -> String {
+    format!("expected {want}, found {:?}", got.data_type())
+}
+
+macro_rules! col {
+    ($($t:ty, $v:ident => $e:expr;)*) => {$(
+        impl Col for $t {
+            fn from_sqlx<I: sqlx::ColumnIndex<AnyRow> + std::fmt::Display>(
+                row: &AnyRow,
+                at: I,
+            ) -> crate::Result<Self> {
+                use sqlx::Row as _;
+                Ok(row.try_get::<$t, I>(at)?)
+            }
+            fn from_lite($v: &LiteValue) -> Result<Self, String> {
+                $e
+            }
+        }
+        impl Col for Option<$t> {
+            fn from_sqlx<I: sqlx::ColumnIndex<AnyRow> + std::fmt::Display>(
+                row: &AnyRow,
+                at: I,
+            ) -> crate::Result<Self> {
+                use sqlx::Row as _;
+                Ok(row.try_get::<Option<$t>, I>(at)?)
+            }
+            fn from_lite(v: &LiteValue) -> Result<Self, String> {
+                match v {
+                    LiteValue::Null => Ok(None),
+                    v => <$t as Col>::from_lite(v).map(Some),
+                }
+            }
+        }
+    )*};
+}
+
+col! {
+    i64, v => match v {
+        LiteValue::Integer(i) => Ok(*i),
+        other => Err(mismatch("an integer", other)),
+    };
+    i32, v => match v {
+        LiteValue::Integer(i) => i32::try_from(*i).map_err(|e| e.to_string()),
+        other => Err(mismatch("an integer", other)),
+    };
+    bool, v => match v {
+        LiteValue::Integer(i) => Ok(*i != 0),
+        other => Err(mismatch("a boolean", other)),
+    };
+    f64, v => match v {
+        LiteValue::Real(f) => Ok(*f),
+        LiteValue::Integer(i) => Ok(*i as f64),
+        other => Err(mismatch("a number", other)),
+    };
+    String, v => match v {
+        LiteValue::Text(s) => Ok(s.clone()),
+        other => Err(mismatch("text", other)),
+    };
+    Vec<u8>, v => match v {
+        LiteValue::Blob(b) => Ok(b.clone()),
+        LiteValue::Text(s) => Ok(s.clone().into_bytes()),
+        other => Err(mismatch("bytes", other)),
+    };
+}
+
+/// Something a statement runs on: a [`Pool`] (one statement, its own connection), a
+/// [`Conn`] or a [`Tx`].
+pub trait Exec: Send {
+    /// Runs `query`.
+    #[doc(hidden)]
+    fn run(self, query: Query, want: Want) -> impl Future<Output = crate::Result<Output>> + Send;
+}
+
+impl Exec for &Pool {
+    async fn run(self, query: Query, want: Want) -> crate::Result<Output> {
+        match &self.0 {
+            PoolInner::Sqlx(pool) => run_sqlx(pool, query, want).await,
+            PoolInner::Lite(lite) => {
+                let mut conn = lite.lock().await?;
+                conn.run(&query, want)
+            }
+        }
+    }
+}
+
+impl Exec for &mut Conn {
+    async fn run(self, query: Query, want: Want) -> crate::Result<Output> {
+        self.flush_rollback().await?;
+        match &mut self.inner {
+            ConnInner::Sqlx(conn) => run_sqlx(&mut **conn, query, want).await,
+            ConnInner::Lite(conn) => conn.run(&query, want),
+            ConnInner::Gone => Err(gone()),
+        }
+    }
+}
+
+impl Exec for &mut Tx<'_> {
+    async fn run(self, query: Query, want: Want) -> crate::Result<Output> {
+        (&mut **self).run(query, want).await
+    }
+}
+
+async fn run_sqlx<'e, E>(on: E, query: Query, want: Want) -> crate::Result<Output>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let q = query.into_sqlx();
+    Ok(match want {
+        Want::Nothing => Output::Done(q.execute(on).await?.rows_affected()),
+        Want::All => Output::Rows(
+            q.fetch_all(on)
+                .await?
+                .into_iter()
+                .map(|r| Row(RowInner::Sqlx(r)))
+                .collect(),
+        ),
+        Want::First => Output::Rows(
+            q.fetch_optional(on)
+                .await?
+                .map(|r| Row(RowInner::Sqlx(r)))
+                .into_iter()
+                .collect(),
+        ),
+    })
+}
+
+/// The direct SQLite connection with its column-name cache.
+pub(crate) struct LiteConn {
+    conn: rusqlite::Connection,
+    names: HashMap<String, Arc<[String]>>,
+}
+
+impl LiteConn {
+    /// Opens `path` as the writer: WAL, full sync, a busy timeout, foreign keys.
+    pub(crate) fn open(path: &str) -> rusqlite::Result<Self> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "SQLite did not switch to WAL");
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        Ok(Self {
+            conn,
+            names: HashMap::new(),
+        })
+    }
+
+    fn run(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
+        let sql: &str = &query.sql;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for i in 1..=stmt.parameter_count() {
+            // `$N` placeholders are named parameters to SQLite, numbered by first use.
+            let n = stmt
+                .parameter_name(i)
+                .and_then(|name| name.strip_prefix('$'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("placeholder {i} is not $N in {sql}"))
+                })?;
+            let arg = query
+                .args
+                .get(n - 1)
+                .ok_or_else(|| StoreError::Corrupt(format!("${n} has no bound value in {sql}")))?;
+            stmt.raw_bind_parameter(i, arg)?;
+        }
+        let columns = stmt.column_count();
+        if want == Want::Nothing || columns == 0 {
+            let mut rows = stmt.raw_query();
+            while rows.next()?.is_some() {}
+            drop(rows);
+            drop(stmt);
+            return Ok(Output::Done(self.conn.changes()));
+        }
+        let names = match self.names.get(sql) {
+            Some(names) => names.clone(),
+            None => {
+                let names: Arc<[String]> =
+                    stmt.column_names().into_iter().map(str::to_owned).collect();
+                self.names.insert(sql.to_owned(), names.clone());
+                names
+            }
+        };
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for c in 0..columns {
+                values.push(LiteValue::from(row.get_ref(c)?));
+            }
+            out.push(Row(RowInner::Lite {
+                names: names.clone(),
+                values,
+            }));
+            if want == Want::First {
+                break;
+            }
+        }
+        Ok(Output::Rows(out))
+    }
+
+    fn batch(&mut self, sql: &str) -> crate::Result<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+}
+
+/// The shared direct SQLite writer.
+#[derive(Clone)]
+pub(crate) struct SharedLite(Arc<Mutex<LiteConn>>);
+
+impl SharedLite {
+    pub(crate) fn new(conn: LiteConn) -> Self {
+        Self(Arc::new(Mutex::new(conn)))
+    }
+
+    async fn lock(&self) -> crate::Result<OwnedMutexGuard<LiteConn>> {
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))
+    }
+}
+
+/// A set of connections to one database.
+#[derive(Clone)]
+pub struct Pool(PoolInner);
+
+#[derive(Clone)]
+enum PoolInner {
+    Sqlx(AnyPool),
+    Lite(SharedLite),
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            PoolInner::Sqlx(p) => f.debug_tuple("Pool").field(p).finish(),
+            PoolInner::Lite(_) => f.write_str("Pool(direct SQLite writer)"),
+        }
+    }
+}
+
+impl Pool {
+    pub(crate) fn sqlx(pool: AnyPool) -> Self {
+        Self(PoolInner::Sqlx(pool))
+    }
+
+    pub(crate) fn lite(conn: SharedLite) -> Self {
+        Self(PoolInner::Lite(conn))
+    }
+
+    /// Takes a connection (waits for the SQLite writer while another holds it).
+    pub async fn acquire(&self) -> crate::Result<Conn> {
+        let inner = match &self.0 {
+            PoolInner::Sqlx(pool) => ConnInner::Sqlx(pool.acquire().await?),
+            PoolInner::Lite(lite) => ConnInner::Lite(lite.lock().await?),
+        };
+        Ok(Conn {
+            inner,
+            depth: 0,
+            rollback_to: None,
+        })
+    }
+
+    /// Takes a connection and begins a transaction on it.
+    pub async fn begin(&self) -> crate::Result<Tx<'static>> {
+        let mut conn = self.acquire().await?;
+        conn.start().await?;
+        Ok(Tx {
+            conn: Some(Held::Owned(conn)),
+        })
+    }
+
+    /// Closes the pool's connections (sqlx) once they are returned.
+    pub async fn close(&self) {
+        if let PoolInner::Sqlx(pool) = &self.0 {
+            pool.close().await;
+        }
+    }
+}
+
+/// One connection, held until dropped.
+pub struct Conn {
+    inner: ConnInner,
+    /// Open transactions and savepoints.
+    depth: usize,
+    /// sqlx: a transaction dropped unfinished, to roll back before the next statement.
+    rollback_to: Option<usize>,
+}
+
+enum ConnInner {
+    Sqlx(PoolConnection<Any>),
+    Lite(OwnedMutexGuard<LiteConn>),
+    /// Taken by `drop`.
+    Gone,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("depth", &self.depth).finish()
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Corrupt("a connection was used after it was released".into())
+}
+
+/// The statement that ends level `depth` (1 = the transaction itself).
+fn end_sql(depth: usize, commit: bool) -> Cow<'static, str> {
+    match (depth, commit) {
+        (1, true) => "COMMIT".into(),
+        (1, false) => "ROLLBACK".into(),
+        (d, true) => format!("RELEASE SAVEPOINT sp{}", d - 1).into(),
+        (d, false) => format!(
+            "ROLLBACK TO SAVEPOINT sp{0}; RELEASE SAVEPOINT sp{0}",
+            d - 1
+        )
+        .into(),
+    }
+}
+
+impl Conn {
+    /// Whether this is a PostgreSQL connection.
+    pub fn is_postgres(&self) -> bool {
+        match &self.inner {
+            ConnInner::Sqlx(c) => c.backend_name() == "PostgreSQL",
+            _ => false,
+        }
+    }
+
+    /// The sqlx connection under this one (PostgreSQL), for sqlx's own tools (migrations).
+    pub(crate) fn sqlx_mut(&mut self) -> crate::Result<&mut sqlx::AnyConnection> {
+        match &mut self.inner {
+            ConnInner::Sqlx(c) => Ok(&mut **c),
+            _ => Err(StoreError::Corrupt("not a sqlx connection".into())),
+        }
+    }
+
+    /// Begins a transaction (a savepoint inside one).
+    pub async fn begin(&mut self) -> crate::Result<Tx<'_>> {
+        self.start().await?;
+        Ok(Tx {
+            conn: Some(Held::Borrowed(self)),
+        })
+    }
+
+    async fn start(&mut self) -> crate::Result<()> {
+        self.flush_rollback().await?;
+        let sql: Cow<'static, str> = match (self.depth, &self.inner) {
+            // The only writer, so taking the write lock at once never waits on a reader.
+            (0, ConnInner::Lite(_)) => "BEGIN IMMEDIATE".into(),
+            (0, _) => "BEGIN".into(),
+            (d, _) => format!("SAVEPOINT sp{d}").into(),
+        };
+        self.raw(&sql).await?;
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Ends the innermost level.
+    async fn end(&mut self, commit: bool) -> crate::Result<()> {
+        let depth = self.depth;
+        self.depth -= 1;
+        let sql = end_sql(depth, commit);
+        let result = self.raw(&sql).await;
+        if result.is_err() && commit && depth == 1 {
+            // A failed COMMIT leaves nothing half-open for the next holder.
+            let _ = self.raw("ROLLBACK").await;
+        }
+        result
+    }
+
+    async fn raw(&mut self, sql: &str) -> crate::Result<()> {
+        match &mut self.inner {
+            ConnInner::Sqlx(conn) => {
+                sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut **conn)
+                    .await?;
+                Ok(())
+            }
+            ConnInner::Lite(conn) => conn.batch(sql),
+            ConnInner::Gone => Err(gone()),
+        }
+    }
+
+    async fn flush_rollback(&mut self) -> crate::Result<()> {
+        if let Some(depth) = self.rollback_to.take() {
+            self.raw(&end_sql(depth, false)).await?;
+        }
+        Ok(())
+    }
+
+    /// A level dropped unfinished: roll it back now (SQLite) or before the next statement.
+    fn abandon(&mut self) {
+        let depth = self.depth;
+        if depth == 0 {
+            return;
+        }
+        self.depth -= 1;
+        match &mut self.inner {
+            ConnInner::Lite(conn) => {
+                if let Err(e) = conn.batch(&end_sql(depth, false)) {
+                    tracing::error!(error = %e, "rolling back an abandoned transaction failed");
+                }
+            }
+            ConnInner::Sqlx(_) | ConnInner::Gone => {
+                self.rollback_to = Some(self.rollback_to.map_or(depth, |d| d.min(depth)));
+            }
+        }
+    }
+}
+
+enum Held<'c> {
+    Owned(Conn),
+    Borrowed(&'c mut Conn),
+}
+
+/// An open transaction (or savepoint); rolled back when dropped unfinished.
+pub struct Tx<'c> {
+    conn: Option<Held<'c>>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        match self.conn.as_ref() {
+            Some(Held::Owned(c)) => c,
+            Some(Held::Borrowed(c)) => c,
+            None => unreachable!("a finished transaction is consumed"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self.conn.as_mut() {
+            Some(Held::Owned(c)) => c,
+            Some(Held::Borrowed(c)) => c,
+            None => unreachable!("a finished transaction is consumed"),
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// Commits (releases the savepoint).
+    pub async fn commit(mut self) -> crate::Result<()> {
+        self.finish(true).await
+    }
+
+    /// Rolls back (to the savepoint).
+    pub async fn rollback(mut self) -> crate::Result<()> {
+        self.finish(false).await
+    }
+
+    async fn finish(&mut self, commit: bool) -> crate::Result<()> {
+        let result = (**self).end(commit).await;
+        self.conn = None;
+        result
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        match self.conn.take() {
+            None => {}
+            Some(Held::Borrowed(conn)) => conn.abandon(),
+            // The connection's own drop finishes what is left.
+            Some(Held::Owned(mut conn)) => conn.abandon(),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        while self.depth > 0 {
+            self.abandon();
+        }
+        if self.rollback_to.is_none() {
+            return;
+        }
+        // sqlx: roll back before the connection goes back to its pool.
+        if let ConnInner::Sqlx(mut conn) = std::mem::replace(&mut self.inner, ConnInner::Gone) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        if let Err(e) = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                            tracing::warn!(error = %e, "rolling back an abandoned transaction failed");
+                            // Closed rather than returned mid-transaction.
+                            drop(conn.detach());
+                        }
+                    });
+                }
+                Err(_) => drop(conn.detach()),
+            }
+        }
+    }
+}
