@@ -43,9 +43,15 @@ impl IngestQueue {
                 let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.drain(..).unzip();
                 let started = std::time::Instant::now();
                 let count = events.len();
-                let result = events::insert_batch(app.db(), events)
-                    .await
-                    .map_err(|e| e.to_string());
+                // Off the request workers: on SQLite the statement and its fsync run on the
+                // thread that holds the inbox connection.
+                let db = app.db().clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    tokio::runtime::Handle::current().block_on(events::insert_batch(&db, events))
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
                 tracing::trace!(
                     count,
                     micros = started.elapsed().as_micros() as u64,

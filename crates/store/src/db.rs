@@ -11,7 +11,10 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::lane::{Lane, LanePin};
-use crate::sql::{LiteConn, Pool, SharedLite};
+use crate::sql::{LiteConn, Pool, Role, SharedLite};
+
+/// Reader connections to an SQLite file.
+const READERS: usize = 4;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -260,45 +263,23 @@ impl Db {
             }
             let options = AnyConnectOptions::from_str(&format!("sqlite://{path}?mode=rwc"))
                 .map_err(|e| bad(&e.to_string()))?;
-            let inbox_options =
-                AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", inbox_path(path)))
-                    .map_err(|e| bad(&e.to_string()))?;
-            let pool = |max: u32, options: AnyConnectOptions| {
-                AnyPoolOptions::new()
-                    .max_connections(max)
-                    .min_connections(1)
-                    // Kept open (SQLite connections are cheap to keep): the writer's thread
-                    // then keeps the CPU it was started on.
-                    .max_lifetime(None)
-                    .idle_timeout(None)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            for pragma in [
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = FULL",
-                                "PRAGMA busy_timeout = 10000",
-                                "PRAGMA foreign_keys = ON",
-                            ] {
-                                conn.execute(pragma).await?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
+            let open = |file: &str, role: Role| {
+                LiteConn::open(file, role).map_err(|e| bad(&format!("{file}: {e}")))
             };
             let lane = Lane::start(pin).map_err(|e| bad(&format!("writer thread: {e}")))?;
             if let Some(cpu) = lane.cpu() {
                 tracing::debug!(cpu, "SQLite writer lane pinned");
             }
-            // The readers first: their options create the file (`mode=rwc`).
-            let read = pool(4, options.clone()).await?;
-            let write = LiteConn::open(path).map_err(|e| bad(&format!("writer: {e}")))?;
-            let inbox = pool(1, inbox_options).await?;
+            // The writer first: it creates the file and switches it to WAL.
+            let write = open(path, Role::Writer)?;
+            let read = (0..READERS)
+                .map(|_| open(path, Role::Reader))
+                .collect::<crate::Result<Vec<_>>>()?;
+            let inbox = open(&inbox_path(path), Role::Writer)?;
             Ok(Self {
-                write: Pool::lite(SharedLite::new(write)),
-                read: Pool::sqlx(read),
-                inbox: Pool::sqlx(inbox),
+                write: Pool::lite(SharedLite::new(vec![write])),
+                read: Pool::lite(SharedLite::new(read)),
+                inbox: Pool::lite(SharedLite::new(vec![inbox])),
                 migrate_options: Some(options),
                 backend: Backend::Sqlite,
                 lane: Some(Arc::new(lane)),

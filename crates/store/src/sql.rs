@@ -437,7 +437,7 @@ impl Exec for &Pool {
         match &self.0 {
             PoolInner::Sqlx(pool) => run_sqlx(pool, query, want).await,
             PoolInner::Lite(lite) => {
-                let mut conn = lite.lock().await?;
+                let mut conn = lite.take().await?;
                 conn.run(&query, want)
             }
         }
@@ -485,23 +485,44 @@ where
     })
 }
 
-/// The direct SQLite connection with its column-name cache.
+/// What a direct SQLite connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The file's only writer: switches the file to WAL.
+    Writer,
+    /// Reads only (`query_only`), beside the writer.
+    Reader,
+}
+
+/// A direct SQLite connection with its column-name cache.
 pub(crate) struct LiteConn {
     conn: rusqlite::Connection,
     names: HashMap<String, Arc<[String]>>,
 }
 
 impl LiteConn {
-    /// Opens `path` as the writer: WAL, full sync, a busy timeout, foreign keys.
-    pub(crate) fn open(path: &str) -> rusqlite::Result<Self> {
+    /// Opens `path` (created if missing): WAL, full sync, a busy timeout, foreign keys.
+    pub(crate) fn open(path: &str, role: Role) -> rusqlite::Result<Self> {
         let conn = rusqlite::Connection::open(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(mode, "SQLite did not switch to WAL");
+        // Plans do not depend on bound values: without this SQLite prepares a statement
+        // again whenever a new value is bound to a `LIMIT $n`, a LIKE pattern or a column
+        // a partial index filters on, which is most of the claim and routing statements.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
+        if role == Role::Writer {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "SQLite did not switch to WAL");
+            }
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        if role == Role::Reader {
+            conn.execute_batch("PRAGMA query_only = ON;")?;
+        }
         Ok(Self {
             conn,
             names: HashMap::new(),
@@ -566,17 +587,31 @@ impl LiteConn {
     }
 }
 
-/// The shared direct SQLite writer.
+/// Direct SQLite connections to one file, each used by one holder at a time.
 #[derive(Clone)]
-pub(crate) struct SharedLite(Arc<Mutex<LiteConn>>);
+pub(crate) struct SharedLite {
+    conns: Arc<[Arc<Mutex<LiteConn>>]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl SharedLite {
-    pub(crate) fn new(conn: LiteConn) -> Self {
-        Self(Arc::new(Mutex::new(conn)))
+    pub(crate) fn new(conns: Vec<LiteConn>) -> Self {
+        Self {
+            conns: conns.into_iter().map(|c| Arc::new(Mutex::new(c))).collect(),
+            next: Arc::default(),
+        }
     }
 
-    async fn lock(&self) -> crate::Result<OwnedMutexGuard<LiteConn>> {
-        tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.clone().lock_owned())
+    /// A free connection, else the next in turn once it is free.
+    async fn take(&self) -> crate::Result<OwnedMutexGuard<LiteConn>> {
+        for conn in self.conns.iter() {
+            if let Ok(guard) = conn.clone().try_lock_owned() {
+                return Ok(guard);
+            }
+        }
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = self.conns[turn % self.conns.len()].clone();
+        tokio::time::timeout(ACQUIRE_TIMEOUT, conn.lock_owned())
             .await
             .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))
     }
@@ -596,7 +631,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             PoolInner::Sqlx(p) => f.debug_tuple("Pool").field(p).finish(),
-            PoolInner::Lite(_) => f.write_str("Pool(direct SQLite writer)"),
+            PoolInner::Lite(l) => write!(f, "Pool(direct SQLite, {} connections)", l.conns.len()),
         }
     }
 }
@@ -614,7 +649,7 @@ impl Pool {
     pub async fn acquire(&self) -> crate::Result<Conn> {
         let inner = match &self.0 {
             PoolInner::Sqlx(pool) => ConnInner::Sqlx(pool.acquire().await?),
-            PoolInner::Lite(lite) => ConnInner::Lite(lite.lock().await?),
+            PoolInner::Lite(lite) => ConnInner::Lite(lite.take().await?),
         };
         Ok(Conn {
             inner,
