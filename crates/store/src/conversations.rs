@@ -301,8 +301,12 @@ pub async fn last_inbound_at(
     wa_id: &str,
 ) -> crate::Result<Option<i64>> {
     let found: Option<Option<i64>> = crate::sql::query_scalar(
-        "SELECT v.last_inbound_at FROM conversations v JOIN contacts c ON c.id = v.contact_id \
-         WHERE v.project_id = $1 AND v.phone_number_id = $2 AND c.wa_id = $3 AND v.status = 'active'",
+        // From the contact (contacts_wa_id) to its one active conversation with the number
+        // (conversations_one_active); written so SQLite's planner cannot start from the
+        // status index and walk every active conversation.
+        "SELECT v.last_inbound_at FROM contacts c JOIN conversations v \
+           ON v.contact_id = c.id AND v.phone_number_id = $2 AND v.status = 'active' \
+         WHERE c.project_id = $1 AND c.wa_id = $3 AND v.project_id = c.project_id",
     )
     .bind(project_id)
     .bind(phone_number_id)

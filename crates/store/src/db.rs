@@ -199,6 +199,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "conversation_reads",
         include_str!("../migrations/0015_conversation_reads.sql"),
     ),
+    (
+        16,
+        "contacts_wa_id",
+        include_str!("../migrations/0016_contacts_wa_id.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -275,7 +280,7 @@ impl Db {
             let read = (0..READERS)
                 .map(|_| open(path, Role::Reader))
                 .collect::<crate::Result<Vec<_>>>()?;
-            let inbox = open(&inbox_path(path), Role::Writer)?;
+            let inbox = open(&inbox_path(path), Role::LazyWriter)?;
             Ok(Self {
                 write: Pool::lite(SharedLite::new(vec![write])),
                 read: Pool::lite(SharedLite::new(read)),

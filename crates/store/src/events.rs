@@ -46,10 +46,22 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> crate::Result<()> {
         }
     };
     // One statement is atomic on its own: no explicit transaction, one round trip.
-    crate::sql::query(sql)
-        .bind(rows)
-        .execute(db.inbox())
+    let mut conn = db.inbox().acquire().await?;
+    if db.backend() == Backend::Postgres {
+        crate::sql::query(sql).bind(rows).execute(&mut conn).await?;
+        return Ok(());
+    }
+    // The inbox file syncs lazily (leases and marks may be lost in a crash without harm);
+    // a delivery is acknowledged to Meta only once it is on disk, so this commit is synced,
+    // and with it everything written before it.
+    crate::sql::query("PRAGMA synchronous = FULL")
+        .execute(&mut conn)
         .await?;
+    let stored = crate::sql::query(sql).bind(rows).execute(&mut conn).await;
+    crate::sql::query("PRAGMA synchronous = NORMAL")
+        .execute(&mut conn)
+        .await?;
+    stored?;
     Ok(())
 }
 

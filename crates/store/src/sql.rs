@@ -488,8 +488,12 @@ where
 /// What a direct SQLite connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
-    /// The file's only writer: switches the file to WAL.
+    /// The file's only writer: switches the file to WAL; every commit is synced.
     Writer,
+    /// The only writer of the inbox file: commits are synced only when a caller asks
+    /// (`PRAGMA synchronous = FULL` around a statement), so leases and processed marks,
+    /// which a crash may lose without harm, cost no fsync.
+    LazyWriter,
     /// Reads only (`query_only`), beside the writer.
     Reader,
 }
@@ -513,13 +517,17 @@ impl LiteConn {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
-        if role == Role::Writer {
+        if role != Role::Reader {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(mode, "SQLite did not switch to WAL");
             }
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch(if role == Role::LazyWriter {
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+        } else {
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+        })?;
         if role == Role::Reader {
             conn.execute_batch("PRAGMA query_only = ON;")?;
         }
@@ -530,6 +538,22 @@ impl LiteConn {
     }
 
     fn run(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
+        if tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG) {
+            let started = std::time::Instant::now();
+            let result = self.run_statement(query, want);
+            tracing::debug!(
+                target: "chasqui_store::sql",
+                micros = started.elapsed().as_micros() as u64,
+                ok = result.is_ok(),
+                "{}",
+                query.sql
+            );
+            return result;
+        }
+        self.run_statement(query, want)
+    }
+
+    fn run_statement(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
         let sql: &str = &query.sql;
         let mut stmt = self.conn.prepare_cached(sql)?;
         for i in 1..=stmt.parameter_count() {
@@ -583,7 +607,15 @@ impl LiteConn {
     }
 
     fn batch(&mut self, sql: &str) -> crate::Result<()> {
-        Ok(self.conn.execute_batch(sql)?)
+        let started = std::time::Instant::now();
+        let result = self.conn.execute_batch(sql);
+        tracing::debug!(
+            target: "chasqui_store::sql",
+            micros = started.elapsed().as_micros() as u64,
+            ok = result.is_ok(),
+            "{sql}"
+        );
+        Ok(result?)
     }
 }
 

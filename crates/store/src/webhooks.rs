@@ -434,7 +434,7 @@ pub struct AttemptRecord<'a> {
     pub attempt: Attempt<'a>,
     /// The delivery's next state.
     pub next: Next,
-    /// The body sent (kept by the first attempt; retries send the same bytes).
+    /// The body sent; kept when the delivery will be sent again, so retries send the same bytes.
     pub payload: &'a str,
 }
 
@@ -468,7 +468,10 @@ pub async fn record_attempts(
                 "status": status,
                 "next_at": next_at,
                 "delivered_at": delivered_at,
-                "payload": r.payload,
+                // Frozen only for a delivery that will be sent again (a retry, or a manual
+                // retry once failed): a delivered one never is, and skipping its copy halves
+                // the bytes a busy webhook writes.
+                "payload": (!matches!(r.next, Next::Delivered)).then_some(r.payload),
             })
         })
         .collect();
