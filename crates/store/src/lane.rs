@@ -1,13 +1,10 @@
-//! The SQLite writer lane: one OS thread running the tasks that drive SQLite's single
-//! writer connection, kept on the same CPU as that connection's own thread.
+//! The SQLite writer lane: one OS thread, optionally pinned to one CPU, running the tasks
+//! that drive SQLite's single writer connection (group-commit batches, inbound processing).
 //!
-//! sqlx runs every SQLite connection on a dedicated thread and hands it each statement
-//! through a channel. A write path is a chain of such hand-offs (statement, answer, next
-//! statement), and when the two threads sit on different CPUs every hand-off wakes an idle
-//! CPU: on virtual machines that costs tens of microseconds, far more than the statement.
-//! Pinning the lane and the writer connection (whose thread is spawned from the lane, so it
-//! inherits the lane's CPU mask) to one CPU turns each hand-off into a cheap local switch.
-//! Everything else (HTTP, readers, other pools) keeps every CPU.
+//! SQLite statements run on the thread that holds the connection (`crate::sql`), so the
+//! lane's batches run without hand-offs, and the lane keeps that work in one place while
+//! HTTP and readers use every CPU. (It was introduced when sqlx's connection thread sat at
+//! the other end of every statement and pinning both to one CPU made each hand-off cheap.)
 
 use std::future::Future;
 
