@@ -978,7 +978,18 @@ async fn retries_follow_the_schedule_on_the_manual_clock(backend: Backend) {
     )
     .await;
     let count = || sink.seen.lock().expect("lock").len();
+    // The sink sees an attempt before the node records it; the clock moves only once it is
+    // recorded, or a late record would find the attempt's lease already run out.
+    let h = &h;
+    let recorded = |n: i64| async move {
+        wait_until("attempt recorded", || async {
+            let (_, log) = h.get("/platform/v1/webhook_deliveries").await;
+            log["data"][0]["attempt_count"] == n
+        })
+        .await;
+    };
     wait_until("first attempt", || async { count() == 1 }).await;
+    recorded(1).await;
     let idle = || tokio::time::sleep(std::time::Duration::from_millis(800));
     idle().await;
     assert_eq!(count(), 1, "the clock has not moved: no retry");
@@ -990,6 +1001,7 @@ async fn retries_follow_the_schedule_on_the_manual_clock(backend: Backend) {
     clock.advance_millis(6_000);
     h.app().wake();
     wait_until("second attempt after 10 s", || async { count() == 2 }).await;
+    recorded(2).await;
 
     clock.advance_millis(30_000);
     h.app().wake();

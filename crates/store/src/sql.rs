@@ -584,6 +584,9 @@ impl LiteConn {
             None => {
                 let names: Arc<[String]> =
                     stmt.column_names().into_iter().map(str::to_owned).collect();
+                if self.names.len() >= STATEMENT_CACHE {
+                    self.names.clear();
+                }
                 self.names.insert(sql.to_owned(), names.clone());
                 names
             }
@@ -780,17 +783,24 @@ impl Conn {
             (0, _) => "BEGIN".into(),
             (d, _) => format!("SAVEPOINT sp{d}").into(),
         };
-        self.raw(&sql).await?;
+        // Counted before the statement runs: if the caller is cancelled mid-way, the
+        // connection's drop rolls the level back rather than returning it half-open.
         self.depth += 1;
+        if let Err(e) = self.raw(&sql).await {
+            self.depth -= 1;
+            return Err(e);
+        }
         Ok(())
     }
 
     /// Ends the innermost level.
     async fn end(&mut self, commit: bool) -> crate::Result<()> {
         let depth = self.depth;
-        self.depth -= 1;
         let sql = end_sql(depth, commit);
         let result = self.raw(&sql).await;
+        // Only once the statement has run: cancelled before that, the level is still open
+        // and the transaction's drop rolls it back.
+        self.depth = depth - 1;
         if result.is_err() && commit && depth == 1 {
             // A failed COMMIT leaves nothing half-open for the next holder.
             let _ = self.raw("ROLLBACK").await;
