@@ -741,10 +741,10 @@ fn end_sql(depth: usize, commit: bool) -> Cow<'static, str> {
     match (depth, commit) {
         (1, true) => "COMMIT".into(),
         (1, false) => "ROLLBACK".into(),
-        (d, true) => format!("RELEASE SAVEPOINT sp{}", d - 1).into(),
+        (d, true) => format!("RELEASE SAVEPOINT sp{}", d.saturating_sub(1)).into(),
         (d, false) => format!(
             "ROLLBACK TO SAVEPOINT sp{0}; RELEASE SAVEPOINT sp{0}",
-            d - 1
+            d.saturating_sub(1)
         )
         .into(),
     }
@@ -937,6 +937,142 @@ impl Drop for Conn {
                 }
                 Err(_) => drop(conn.detach()),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+
+    /// The same checks on a fresh SQLite file (direct connections) and, when configured, a
+    /// fresh PostgreSQL database (sqlx).
+    async fn databases() -> Vec<(tempfile::TempDir, Db)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("s.db").display());
+        let mut out = vec![(dir, Db::connect(&url).await.expect("sqlite"))];
+        match crate::testing::postgres_admin_url() {
+            Some(admin) => {
+                let url = crate::testing::create_postgres_database(&admin, "chasqui_test_sql")
+                    .await
+                    .expect("database");
+                let dir = tempfile::tempdir().expect("tempdir");
+                out.push((dir, Db::connect(&url).await.expect("postgres")));
+            }
+            None => assert!(
+                std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "CHASQUI_TEST_POSTGRES_URL is required"
+            ),
+        }
+        for (_, db) in &out {
+            db.migrate().await.expect("migrate");
+        }
+        out
+    }
+
+    async fn names(db: &Db) -> Vec<String> {
+        query_scalar("SELECT name FROM projects ORDER BY id")
+            .fetch_all(db.reader())
+            .await
+            .expect("names")
+    }
+
+    fn insert(id: &str, name: &str) -> Query {
+        // Placeholders out of order: bound by number, not by position in the text.
+        query("INSERT INTO projects (name, id, created_at) VALUES ($2, $1, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(7_i64)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placeholders_types_and_nulls_round_trip() {
+        for (_dir, db) in databases().await {
+            insert("p1", "first")
+                .execute(db.writer())
+                .await
+                .expect("insert");
+            let row = query("SELECT id, name, created_at, CAST($1 AS TEXT) AS none, $2 = $2 AS same FROM projects WHERE id = $3")
+                .bind(None::<String>)
+                .bind(3_i64)
+                .bind("p1")
+                .fetch_one(db.reader())
+                .await
+                .expect("row");
+            assert_eq!(row.get::<String>("name").expect("name"), "first");
+            assert_eq!(row.get::<i64>("created_at").expect("created_at"), 7);
+            assert_eq!(row.get::<Option<String>>("none").expect("none"), None);
+            assert!(row.get::<bool>("same").expect("same"));
+            assert!(row.get::<i64>("name").is_err(), "text is not an integer");
+            assert!(row.get::<String>("missing").is_err());
+            let none = query("SELECT id FROM projects WHERE id = $1")
+                .bind("nope")
+                .fetch_optional(db.reader())
+                .await
+                .expect("query");
+            assert!(none.is_none());
+            let done = query("UPDATE projects SET name = $1 WHERE id LIKE $2")
+                .bind("renamed")
+                .bind("p%")
+                .execute(db.writer())
+                .await
+                .expect("update");
+            assert_eq!(done.rows_affected(), 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn savepoints_commit_and_roll_back_by_level() {
+        for (_dir, db) in databases().await {
+            let mut tx = db.writer().begin().await.expect("begin");
+            insert("a", "kept").execute(&mut *tx).await.expect("a");
+            {
+                let mut inner = tx.begin().await.expect("savepoint");
+                insert("b", "undone").execute(&mut *inner).await.expect("b");
+                inner.rollback().await.expect("rollback to savepoint");
+            }
+            {
+                let mut inner = tx.begin().await.expect("savepoint");
+                insert("c", "released")
+                    .execute(&mut *inner)
+                    .await
+                    .expect("c");
+                inner.commit().await.expect("release");
+            }
+            {
+                // Dropped unfinished: rolled back, the outer transaction goes on.
+                let mut inner = tx.begin().await.expect("savepoint");
+                insert("d", "dropped")
+                    .execute(&mut *inner)
+                    .await
+                    .expect("d");
+            }
+            insert("e", "after").execute(&mut *tx).await.expect("e");
+            tx.commit().await.expect("commit");
+            assert_eq!(names(&db).await, ["kept", "released", "after"]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_transaction_leaves_nothing_and_frees_the_writer() {
+        for (_dir, db) in databases().await {
+            {
+                let mut tx = db.writer().begin().await.expect("begin");
+                insert("x", "never").execute(&mut *tx).await.expect("x");
+            }
+            // The writer is free again at once, and the dropped work is gone.
+            insert("y", "later").execute(db.writer()).await.expect("y");
+            let failed = {
+                let mut tx = db.writer().begin().await.expect("begin");
+                insert("z", "half").execute(&mut *tx).await.expect("z");
+                insert("y", "duplicate").execute(&mut *tx).await
+            };
+            let err = failed.expect_err("duplicate key");
+            assert!(err.is_unique_violation(), "{err}");
+            // Give sqlx's background rollback its turn before reading.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(names(&db).await, ["later"]);
         }
     }
 }
