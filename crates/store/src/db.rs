@@ -22,7 +22,7 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
-    /// SQLite's writer connection refused or failed a statement.
+    /// A direct SQLite connection refused or failed a statement.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A migration failed.
@@ -112,7 +112,7 @@ pub struct Db {
     /// SQLite: the connection migrations run on (sqlx's migrator), opened only for them.
     migrate_options: Option<AnyConnectOptions>,
     backend: Backend,
-    /// SQLite: the thread that runs writing tasks beside the writer connection.
+    /// SQLite: the thread that runs the tasks driving the writer connection.
     lane: Option<Arc<Lane>>,
 }
 
