@@ -8,11 +8,10 @@
 
 use std::sync::Arc;
 
-use crate::Conn;
 use futures::future::BoxFuture;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::{Db, StoreError};
+use crate::{Conn, Db, StoreError};
 
 /// Hands a unit's result to its caller once the batch's fate is known.
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;

@@ -1,10 +1,8 @@
 //! The durable job queue for work with external effects (media downloads, later webhook
 //! deliveries). Jobs are claimed with a lease, retried with backoff, parked when exhausted.
 
-use crate::Conn;
-
 use crate::query::col;
-use crate::{Backend, Db};
+use crate::{Backend, Conn, Db};
 
 /// A claimed job.
 #[derive(Debug, Clone)]

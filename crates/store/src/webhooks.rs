@@ -1,11 +1,10 @@
 //! Outbound webhooks: the endpoints, their deliveries (one per event and webhook, created in
 //! the transaction that produced the event) and the attempts made for each.
 
-use crate::Conn;
 use crate::sql::Row;
 
 use crate::query::{Arg, Cursor, Filter, Page, col, keyset, page};
-use crate::{Backend, Db};
+use crate::{Backend, Conn, Db};
 
 /// A webhook endpoint.
 #[derive(Debug, Clone)]
