@@ -1,14 +1,14 @@
 //! The store's own small query layer: one way to write a statement (`$N` placeholders,
 //! values bound in order) that runs on either of two engines.
 //!
-//! - **sqlx** for PostgreSQL and for SQLite's readers and inbox: every statement is handed
-//!   to the driver, which for SQLite means a channel round trip to the connection's thread.
-//! - **Direct SQLite** (rusqlite) for SQLite's single writer connection: the statement runs
-//!   on the calling thread while it holds the connection. The writer's work is long chains
-//!   of small statements (group-commit batches, inbound processing), and a hand-off per
-//!   statement cost about ten times the statement itself (`docs/benchmarks.md`). Holding the
-//!   connection is holding a lock: a transaction keeps it until it ends, exactly as the
-//!   one-connection sqlx pool did before.
+//! - **sqlx** for PostgreSQL.
+//! - **Direct SQLite** (rusqlite) for every SQLite connection (the writer, the readers, the
+//!   inbox file's writer): the statement runs on the calling thread while it holds the
+//!   connection. Through sqlx each SQLite statement was a hand-off to the connection's own
+//!   thread, about ten times the cost of the statement itself (`docs/benchmarks.md`), and
+//!   the writer's work is long chains of small statements (group-commit batches, inbound
+//!   processing). Holding a connection is holding a lock: a transaction keeps it until it
+//!   ends, exactly as a one-connection pool did before.
 //!
 //! Store code sees only [`Pool`], [`Conn`], [`Tx`], [`query`] and [`Row`].
 
@@ -26,7 +26,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::StoreError;
 
-/// How long a caller waits for the SQLite writer before giving up (as the pool did).
+/// How long a caller waits for a direct SQLite connection before giving up (as sqlx's
+/// pool did).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prepared statements kept per direct SQLite connection.
 const STATEMENT_CACHE: usize = 512;
@@ -501,6 +502,7 @@ pub(crate) enum Role {
 /// A direct SQLite connection with its column-name cache.
 pub(crate) struct LiteConn {
     conn: rusqlite::Connection,
+    role: Role,
     names: HashMap<String, Arc<[String]>>,
 }
 
@@ -533,6 +535,7 @@ impl LiteConn {
         }
         Ok(Self {
             conn,
+            role,
             names: HashMap::new(),
         })
     }
@@ -680,7 +683,7 @@ impl Pool {
         Self(PoolInner::Lite(conn))
     }
 
-    /// Takes a connection (waits for the SQLite writer while another holds it).
+    /// Takes a connection (on SQLite, waits while others hold every connection).
     pub async fn acquire(&self) -> crate::Result<Conn> {
         let inner = match &self.0 {
             PoolInner::Sqlx(pool) => ConnInner::Sqlx(pool.acquire().await?),
@@ -778,8 +781,9 @@ impl Conn {
     async fn start(&mut self) -> crate::Result<()> {
         self.flush_rollback().await?;
         let sql: Cow<'static, str> = match (self.depth, &self.inner) {
-            // The only writer, so taking the write lock at once never waits on a reader.
-            (0, ConnInner::Lite(_)) => "BEGIN IMMEDIATE".into(),
+            // A file's only writer takes the write lock at once: it never waits on a reader,
+            // and no read inside the transaction can find the lock taken later.
+            (0, ConnInner::Lite(c)) if c.role != Role::Reader => "BEGIN IMMEDIATE".into(),
             (0, _) => "BEGIN".into(),
             (d, _) => format!("SAVEPOINT sp{d}").into(),
         };
