@@ -689,6 +689,39 @@ async fn conversation_and_number_events(backend: Backend) {
         .to_owned();
     assert!(inactive["since_message"]["whatsapp_message_id"].is_string());
 
+    // The customer writes again: a new idle period, announced again. The sweep has already
+    // looked past this message's moment (as of `later + 60 s`), so this also checks that
+    // it looks back behind its mark. Meta's timestamps are in seconds: let one pass, so the
+    // new message is a new moment of activity.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    h.customer_says(
+        "15550009999",
+        "Quiet",
+        json!({"type": "text", "text": {"body": "still there?"}}),
+    )
+    .await;
+    h.settle().await;
+    let again = app.now() + 31 * 60_000;
+    assert_eq!(
+        chasqui_app::webhooks::sweep_inactive(app, again)
+            .await
+            .expect("sweep"),
+        1,
+        "a new idle period"
+    );
+    assert_eq!(
+        chasqui_app::webhooks::sweep_inactive(app, again + 60_000)
+            .await
+            .expect("sweep"),
+        0
+    );
+    wait_until("second inactive event", || async {
+        sink.events("whatsapp.conversation.inactive").len() == 2
+    })
+    .await;
+    let (_, second_idle) = sink.events("whatsapp.conversation.inactive").remove(1);
+    assert_eq!(second_idle["conversation"]["id"], conversation_id.as_str());
+
     let (status, ended) = h
         .send(
             reqwest::Method::PATCH,

@@ -241,7 +241,7 @@ pub async fn end_idle(
 ) -> crate::Result<Vec<Ended>> {
     let lock = backend.skip_locked();
     let sql = format!(
-        "SELECT id, project_id, phone_number_id FROM conversations WHERE status = 'active' AND last_active_at + $1 < $2 ORDER BY last_active_at, id LIMIT $3{lock}"
+        "SELECT id, project_id, phone_number_id FROM conversations WHERE status = 'active' AND last_active_at < $2 - $1 ORDER BY last_active_at, id LIMIT $3{lock}"
     );
     let rows = crate::sql::query(sql)
         .bind(idle_millis)
@@ -302,11 +302,12 @@ pub async fn last_inbound_at(
 ) -> crate::Result<Option<i64>> {
     let found: Option<Option<i64>> = crate::sql::query_scalar(
         // From the contact (contacts_wa_id) to its one active conversation with the number
-        // (conversations_one_active); written so SQLite's planner cannot start from the
-        // status index and walk every active conversation.
-        "SELECT v.last_inbound_at FROM contacts c JOIN conversations v \
-           ON v.contact_id = c.id AND v.phone_number_id = $2 AND v.status = 'active' \
-         WHERE c.project_id = $1 AND c.wa_id = $3 AND v.project_id = c.project_id",
+        // (conversations_one_active). CROSS JOIN fixes that order for SQLite, whose planner
+        // otherwise starts from the status index and walks every active conversation
+        // (7.5 ms a send with 10,000 of them); PostgreSQL treats it as a plain join.
+        "SELECT v.last_inbound_at FROM contacts c CROSS JOIN conversations v \
+         WHERE c.project_id = $1 AND c.wa_id = $3 AND v.contact_id = c.id \
+           AND v.phone_number_id = $2 AND v.status = 'active' AND v.project_id = c.project_id",
     )
     .bind(project_id)
     .bind(phone_number_id)
@@ -418,8 +419,10 @@ pub async fn list(
         }
     }
     if filter.handoff {
+        // The status shown as `workflow_status` (its latest execution's), found through the
+        // conversation's own executions rather than every execution in handoff.
         f.raw(
-            "EXISTS (SELECT 1 FROM workflow_executions x WHERE x.conversation_id = v.id AND x.status = 'handoff')".into(),
+            "(SELECT x.status FROM workflow_executions x WHERE x.conversation_id = v.id ORDER BY x.started_at DESC, x.id DESC LIMIT 1) = 'handoff'".into(),
         );
     }
     match &filter.assignment {

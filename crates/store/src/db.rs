@@ -117,10 +117,12 @@ pub struct Db {
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
-const INBOX_SCHEMA: [&str; 2] = [
+const INBOX_SCHEMA: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS inbound_events (id TEXT PRIMARY KEY, received_at BIGINT NOT NULL, body TEXT NOT NULL, \
      status TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, locked_until BIGINT, processed_at BIGINT, errors TEXT)",
-    "CREATE INDEX IF NOT EXISTS inbound_events_pending ON inbound_events(status, received_at)",
+    // Only the waiting deliveries, in claim order (migration 0017 on PostgreSQL).
+    "CREATE INDEX IF NOT EXISTS inbound_events_queue ON inbound_events(received_at, id) WHERE status = 'pending'",
+    "DROP INDEX IF EXISTS inbound_events_pending",
 ];
 
 /// The inbox file beside an SQLite database: `x.db` → `x-inbound.db`.
@@ -203,6 +205,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "contacts_wa_id",
         include_str!("../migrations/0016_contacts_wa_id.sql"),
+    ),
+    (
+        17,
+        "query_plans",
+        include_str!("../migrations/0017_query_plans.sql"),
     ),
 ];
 

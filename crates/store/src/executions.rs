@@ -2,7 +2,7 @@
 //! waiting to reach them.
 
 use crate::Conn;
-use crate::sql::Row;
+use crate::sql::{Arg, Row};
 
 use crate::Db;
 use crate::query::col;
@@ -282,6 +282,43 @@ pub struct Filter<'a> {
     pub created_before: Option<i64>,
 }
 
+/// The conditions of `f` within the project. Only the filters given become conditions, so
+/// the planner can start from the index of the one that narrows most (the workflow's or the
+/// conversation's executions, in start order).
+fn conditions(project_id: &str, f: &Filter<'_>) -> crate::query::Filter {
+    let mut w = crate::query::Filter::default();
+    w.push(Arg::Text(project_id.to_owned()), |p| {
+        format!("project_id = {p}")
+    });
+    // Within one workflow or conversation the status is checked on the rows found, not
+    // looked up in the status index (which holds every execution of the instance, and
+    // which both databases' planners may prefer otherwise). `status` is NOT NULL, so
+    // COALESCE changes nothing but the plan.
+    let scoped = f.workflow_id.is_some() || f.conversation_id.is_some();
+    let status = if scoped {
+        "COALESCE(status, '')"
+    } else {
+        "status"
+    };
+    for (value, column) in [
+        (f.workflow_id, "workflow_id"),
+        (f.conversation_id, "conversation_id"),
+        (f.status, status),
+        (f.waiting_reason, "waiting_reason"),
+    ] {
+        if let Some(v) = value {
+            w.push(Arg::Text(v.to_owned()), |p| format!("{column} = {p}"));
+        }
+    }
+    if let Some(t) = f.created_after {
+        w.push(Arg::Int(t), |p| format!("started_at >= {p}"));
+    }
+    if let Some(t) = f.created_before {
+        w.push(Arg::Int(t), |p| format!("started_at < {p}"));
+    }
+    w
+}
+
 /// A project's executions, newest first, with the total count.
 pub async fn list(
     db: &Db,
@@ -290,35 +327,20 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> crate::Result<(Vec<Execution>, i64)> {
-    let filter = "project_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workflow_id = $2) AND (CAST($3 AS TEXT) IS NULL OR conversation_id = $3) \
-         AND (CAST($4 AS TEXT) IS NULL OR status = $4) AND (CAST($5 AS TEXT) IS NULL OR waiting_reason = $5) \
-         AND (CAST($6 AS BIGINT) IS NULL OR started_at >= $6) AND (CAST($7 AS BIGINT) IS NULL OR started_at < $7)";
-    let sql = format!(
-        "SELECT {COLS} FROM workflow_executions WHERE {filter} ORDER BY started_at DESC, id DESC LIMIT $8 OFFSET $9"
-    );
-    let rows = crate::sql::query(sql)
-        .bind(project_id)
-        .bind(f.workflow_id)
-        .bind(f.conversation_id)
-        .bind(f.status)
-        .bind(f.waiting_reason)
-        .bind(f.created_after)
-        .bind(f.created_before)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db.reader())
-        .await?;
-    let count_sql = format!("SELECT COUNT(*) FROM workflow_executions WHERE {filter}");
-    let total: i64 = crate::sql::query_scalar(count_sql)
-        .bind(project_id)
-        .bind(f.workflow_id)
-        .bind(f.conversation_id)
-        .bind(f.status)
-        .bind(f.waiting_reason)
-        .bind(f.created_after)
-        .bind(f.created_before)
+    let mut filter = conditions(project_id, f);
+    let conditions = filter.where_sql();
+    let count_sql = format!("SELECT COUNT(*) AS n FROM workflow_executions{conditions}");
+    let total: i64 = filter
+        .query(count_sql)
         .fetch_one(db.reader())
-        .await?;
+        .await?
+        .get("n")?;
+    let limit_at = filter.bind(Arg::Int(limit));
+    let offset_at = filter.bind(Arg::Int(offset));
+    let sql = format!(
+        "SELECT {COLS} FROM workflow_executions{conditions} ORDER BY started_at DESC, id DESC LIMIT {limit_at} OFFSET {offset_at}"
+    );
+    let rows = filter.query(sql).fetch_all(db.reader()).await?;
     Ok((
         rows.iter().map(execution).collect::<crate::Result<_>>()?,
         total,
@@ -705,27 +727,8 @@ pub async fn list_page(
     limit: i64,
     cursor: &crate::Cursor,
 ) -> crate::Result<crate::Page<Execution>> {
-    use crate::query::{Arg, Filter as Where, keyset, page};
-    let mut w = Where::default();
-    w.push(Arg::Text(project_id.to_owned()), |p| {
-        format!("project_id = {p}")
-    });
-    for (value, column) in [
-        (f.workflow_id, "workflow_id"),
-        (f.conversation_id, "conversation_id"),
-        (f.status, "status"),
-        (f.waiting_reason, "waiting_reason"),
-    ] {
-        if let Some(v) = value {
-            w.push(Arg::Text(v.to_owned()), |p| format!("{column} = {p}"));
-        }
-    }
-    if let Some(v) = f.created_after {
-        w.push(Arg::Int(v), |p| format!("started_at >= {p}"));
-    }
-    if let Some(v) = f.created_before {
-        w.push(Arg::Int(v), |p| format!("started_at < {p}"));
-    }
+    use crate::query::{keyset, page};
+    let mut w = conditions(project_id, f);
     let order = keyset(&mut w, cursor, "started_at", "id");
     let l = w.bind(Arg::Int(limit + 1));
     let sql = format!(

@@ -20,6 +20,7 @@ pub mod messages;
 pub mod notifications;
 pub mod notifier;
 pub mod numbers;
+pub mod plans;
 pub mod projects;
 mod query;
 pub mod sql;

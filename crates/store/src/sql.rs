@@ -558,22 +558,12 @@ impl LiteConn {
 
     fn run_statement(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
         let sql: &str = &query.sql;
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        for i in 1..=stmt.parameter_count() {
-            // `$N` placeholders are named parameters to SQLite, numbered by first use.
-            let n = stmt
-                .parameter_name(i)
-                .and_then(|name| name.strip_prefix('$'))
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("placeholder {i} is not $N in {sql}"))
-                })?;
-            let arg = query
-                .args
-                .get(n - 1)
-                .ok_or_else(|| StoreError::Corrupt(format!("${n} has no bound value in {sql}")))?;
-            stmt.raw_bind_parameter(i, arg)?;
+        if crate::plans::wanted(sql) {
+            let plan = self.plan(query)?;
+            crate::plans::store(sql, plan);
         }
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        bind_all(&mut stmt, query)?;
         let columns = stmt.column_count();
         if want == Want::Nothing || columns == 0 {
             let mut rows = stmt.raw_query();
@@ -612,6 +602,20 @@ impl LiteConn {
         Ok(Output::Rows(out))
     }
 
+    /// SQLite's plan for `query` (`EXPLAIN QUERY PLAN`, one line per step).
+    fn plan(&mut self, query: &Query) -> crate::Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql))?;
+        bind_all(&mut stmt, query)?;
+        let mut lines = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            lines.push(row.get::<_, String>(3)?);
+        }
+        Ok(lines)
+    }
+
     fn batch(&mut self, sql: &str) -> crate::Result<()> {
         let started = std::time::Instant::now();
         let result = self.conn.execute_batch(sql);
@@ -623,6 +627,25 @@ impl LiteConn {
         );
         Ok(result?)
     }
+}
+
+/// Binds `query`'s values to `stmt`'s `$N` placeholders.
+fn bind_all(stmt: &mut rusqlite::Statement<'_>, query: &Query) -> crate::Result<()> {
+    let sql: &str = &query.sql;
+    for i in 1..=stmt.parameter_count() {
+        // `$N` placeholders are named parameters to SQLite, numbered by first use.
+        let n = stmt
+            .parameter_name(i)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("placeholder {i} is not $N in {sql}")))?;
+        let arg = query
+            .args
+            .get(n - 1)
+            .ok_or_else(|| StoreError::Corrupt(format!("${n} has no bound value in {sql}")))?;
+        stmt.raw_bind_parameter(i, arg)?;
+    }
+    Ok(())
 }
 
 /// Direct SQLite connections to one file, each used by one holder at a time.

@@ -123,6 +123,8 @@ impl Harness {
         extra: ConfigArgs,
         clock: std::sync::Arc<dyn chasqui_core::Clock>,
     ) -> Self {
+        // Every statement a test runs on SQLite has its plan checked when the harness drops.
+        chasqui_store::plans::record();
         // RUST_LOG=warn (or finer) shows the node's logs in a failing test's output.
         if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
             let _ = tracing_subscriber::fmt()
@@ -307,6 +309,24 @@ impl Harness {
             running.stop();
             running.wait().await.expect("clean stop");
         }
+    }
+}
+
+impl Drop for Harness {
+    /// Fails the test when a statement run so far on SQLite has a plan that reads more
+    /// than it returns (`chasqui_store::plans`); plans do not depend on the data, so this
+    /// small file shows what a large one would do.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let bad = chasqui_store::plans::violations();
+        assert!(
+            bad.is_empty(),
+            "{} statement(s) with a plan that will not scale:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
     }
 }
 
