@@ -237,8 +237,14 @@ test("a workflow's handoff shows as a badge and filters the list", async () => {
   await customerSays(server, "5491100008888", "Hugo", "I want to talk to someone");
   const hugo = page.getByTestId("conversation").filter({ hasText: "Hugo" });
   await hugo.getByTestId("workflow-status").getByText("handoff").waitFor();
+  const ana = page.getByTestId("conversation").filter({ hasText: "Ana" });
   await page.getByLabel("Handoff").check();
+  // The list is refetched: the unfiltered rows stay until the answer arrives.
+  await ana.waitFor({ state: "detached" });
   await hugo.waitFor();
   assert.equal(await page.getByTestId("conversation").count(), 1);
+  const filtered = await server.api("GET", "/platform/v1/whatsapp/conversations?handoff=true");
+  assert.deepEqual(filtered.data.map((c) => c.phone_number), ["+5491100008888"]);
   await page.getByLabel("Handoff").uncheck();
+  await ana.waitFor();
 });
