@@ -504,6 +504,9 @@ pub(crate) struct LiteConn {
     conn: rusqlite::Connection,
     role: Role,
     names: HashMap<String, Arc<[String]>>,
+    /// A writer whose commits are not synced right now (`synchronous = NORMAL`), for the
+    /// relaxed transaction it holds; restored before anything else writes.
+    relaxed: bool,
 }
 
 impl LiteConn {
@@ -537,10 +540,30 @@ impl LiteConn {
             conn,
             role,
             names: HashMap::new(),
+            relaxed: false,
         })
     }
 
+    /// Whether the next transaction's commit is synced (`Writer` only: the inbox's writer
+    /// chooses per statement, readers never commit).
+    fn relax(&mut self, relaxed: bool) -> crate::Result<()> {
+        if self.role != Role::Writer || self.relaxed == relaxed {
+            return Ok(());
+        }
+        self.conn.execute_batch(if relaxed {
+            "PRAGMA synchronous = NORMAL"
+        } else {
+            "PRAGMA synchronous = FULL"
+        })?;
+        self.relaxed = relaxed;
+        Ok(())
+    }
+
     fn run(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
+        if self.relaxed && self.conn.is_autocommit() {
+            // A statement of its own after a relaxed transaction is synced again.
+            self.relax(false)?;
+        }
         if tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG) {
             let started = std::time::Instant::now();
             let result = self.run_statement(query, want);
@@ -548,6 +571,7 @@ impl LiteConn {
                 target: "chasqui_store::sql",
                 micros = started.elapsed().as_micros() as u64,
                 ok = result.is_ok(),
+                conn = ?self.role,
                 "{}",
                 query.sql
             );
@@ -623,6 +647,7 @@ impl LiteConn {
             target: "chasqui_store::sql",
             micros = started.elapsed().as_micros() as u64,
             ok = result.is_ok(),
+            conn = ?self.role,
             "{sql}"
         );
         Ok(result?)
@@ -722,7 +747,20 @@ impl Pool {
     /// Takes a connection and begins a transaction on it.
     pub async fn begin(&self) -> crate::Result<Tx<'static>> {
         let mut conn = self.acquire().await?;
-        conn.start().await?;
+        conn.start(false).await?;
+        Ok(Tx {
+            conn: Some(Held::Owned(conn)),
+        })
+    }
+
+    /// Begins a transaction whose commit need not survive a power cut: it is atomic and
+    /// ordered before every later commit, but not synced to disk before it returns (SQLite
+    /// `synchronous = NORMAL` for this transaction, PostgreSQL `synchronous_commit = off`).
+    /// Only for writes whose loss repeats work that is safe to repeat (a lease, a delivery
+    /// outcome that makes a webhook be delivered again); never for what was acknowledged.
+    pub async fn begin_relaxed(&self) -> crate::Result<Tx<'static>> {
+        let mut conn = self.acquire().await?;
+        conn.start(true).await?;
         Ok(Tx {
             conn: Some(Held::Owned(conn)),
         })
@@ -795,14 +833,17 @@ impl Conn {
 
     /// Begins a transaction (a savepoint inside one).
     pub async fn begin(&mut self) -> crate::Result<Tx<'_>> {
-        self.start().await?;
+        self.start(false).await?;
         Ok(Tx {
             conn: Some(Held::Borrowed(self)),
         })
     }
 
-    async fn start(&mut self) -> crate::Result<()> {
+    async fn start(&mut self, relaxed: bool) -> crate::Result<()> {
         self.flush_rollback().await?;
+        if let (0, ConnInner::Lite(c)) = (self.depth, &mut self.inner) {
+            c.relax(relaxed)?;
+        }
         let sql: Cow<'static, str> = match (self.depth, &self.inner) {
             // A file's only writer takes the write lock at once: it never waits on a reader,
             // and no read inside the transaction can find the lock taken later.
@@ -816,6 +857,10 @@ impl Conn {
         if let Err(e) = self.raw(&sql).await {
             self.depth -= 1;
             return Err(e);
+        }
+        if relaxed && self.depth == 1 && matches!(self.inner, ConnInner::Sqlx(_)) {
+            // PostgreSQL's own form: this transaction's commit does not wait for its WAL.
+            self.raw("SET LOCAL synchronous_commit = off").await?;
         }
         Ok(())
     }
@@ -1078,6 +1123,50 @@ mod tests {
             insert("e", "after").execute(&mut *tx).await.expect("e");
             tx.commit().await.expect("commit");
             assert_eq!(names(&db).await, ["kept", "released", "after"]);
+        }
+    }
+
+    /// The writer's durability setting as the database reports it: SQLite's `synchronous`
+    /// (2 = FULL, 1 = NORMAL), PostgreSQL's `synchronous_commit`.
+    fn durability(db: &Db) -> Query {
+        query(match db.backend() {
+            crate::db::Backend::Sqlite => {
+                "SELECT CAST(synchronous AS TEXT) AS v FROM pragma_synchronous"
+            }
+            crate::db::Backend::Postgres => "SELECT current_setting('synchronous_commit') AS v",
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relaxed_transaction_commits_and_only_it_skips_the_sync() {
+        for (_dir, db) in databases().await {
+            let (synced, relaxed) = match db.backend() {
+                crate::db::Backend::Sqlite => ("2", "1"),
+                crate::db::Backend::Postgres => ("on", "off"),
+            };
+            let read = |row: Row| row.get::<String>("v").expect("v");
+            let mut tx = db.writer().begin_relaxed().await.expect("begin relaxed");
+            insert("r", "relaxed").execute(&mut *tx).await.expect("r");
+            let inside = durability(&db).fetch_one(&mut *tx).await.expect("inside");
+            assert_eq!(read(inside), relaxed);
+            tx.commit().await.expect("commit");
+            assert_eq!(names(&db).await, ["relaxed"]);
+            // A statement of its own right after is synced again ...
+            insert("s", "single").execute(db.writer()).await.expect("s");
+            let alone = durability(&db).fetch_one(db.writer()).await.expect("alone");
+            assert_eq!(read(alone), synced);
+            // ... and so is a plain transaction after another relaxed one.
+            db.writer()
+                .begin_relaxed()
+                .await
+                .expect("begin relaxed")
+                .commit()
+                .await
+                .expect("commit");
+            let mut tx = db.writer().begin().await.expect("begin");
+            let plain = durability(&db).fetch_one(&mut *tx).await.expect("plain");
+            assert_eq!(read(plain), synced);
+            tx.commit().await.expect("commit");
         }
     }
 

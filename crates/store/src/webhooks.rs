@@ -356,7 +356,8 @@ pub async fn claim_due(
            AND w.active = 1 AND w.paused_at IS NULL \
          ORDER BY d.next_attempt_at, d.id LIMIT $2{lock}"
     );
-    let mut tx = db.writer().begin().await?;
+    // A lease lost in a power cut only makes the deliveries due again at once.
+    let mut tx = db.writer().begin_relaxed().await?;
     let rows = crate::sql::query(sql)
         .bind(now)
         .bind(limit)
@@ -499,7 +500,9 @@ pub async fn record_attempts(
              FROM jsonb_array_elements($1::jsonb) x WHERE d.id = x->>'delivery_id'",
         ),
     };
-    let mut tx = db.writer().begin().await?;
+    // Outcomes lost in a power cut make those deliveries be sent again, with the same
+    // idempotency key: at least once, as promised; never lost, since the events are synced.
+    let mut tx = db.writer().begin_relaxed().await?;
     crate::sql::query(insert)
         .bind(&rows)
         .bind(now)
