@@ -8,8 +8,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Connection, Executor, SqlSafeStr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{Checkpointer, WalFile};
 use crate::lane::{Lane, LanePin};
 use crate::sql::{LiteConn, Pool, Role, SharedLite};
 
@@ -114,6 +116,8 @@ pub struct Db {
     backend: Backend,
     /// SQLite: the thread that runs the tasks driving the writer connection.
     lane: Option<Arc<Lane>>,
+    /// SQLite: the thread that copies both files' WAL back (the writers never do).
+    _checkpoints: Option<Arc<Checkpointer>>,
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
@@ -283,11 +287,21 @@ impl Db {
                 tracing::debug!(cpu, "SQLite writer lane pinned");
             }
             // The writer first: it creates the file and switches it to WAL.
-            let write = open(path, Role::Writer)?;
+            let mut write = open(path, Role::Writer)?;
             let read = (0..READERS)
                 .map(|_| open(path, Role::Reader))
                 .collect::<crate::Result<Vec<_>>>()?;
-            let inbox = open(&inbox_path(path), Role::LazyWriter)?;
+            let inbox_file = inbox_path(path);
+            let mut inbox = open(&inbox_file, Role::LazyWriter)?;
+            // After the writers: the files exist and are in WAL mode.
+            let files =
+                [(path.to_owned(), &mut write), (inbox_file, &mut inbox)].map(|(path, writer)| {
+                    let restart = Arc::new(AtomicBool::new(false));
+                    writer.restart_wal_on(restart.clone());
+                    WalFile { path, restart }
+                });
+            let checkpoints = Checkpointer::start(files.into())
+                .map_err(|e| bad(&format!("checkpoint thread: {e}")))?;
             Ok(Self {
                 write: Pool::lite(SharedLite::new(vec![write])),
                 read: Pool::lite(SharedLite::new(read)),
@@ -295,6 +309,7 @@ impl Db {
                 migrate_options: Some(options),
                 backend: Backend::Sqlite,
                 lane: Some(Arc::new(lane)),
+                _checkpoints: Some(Arc::new(checkpoints)),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = AnyConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
@@ -311,6 +326,7 @@ impl Db {
                 migrate_options: None,
                 backend: Backend::Postgres,
                 lane: None,
+                _checkpoints: None,
             })
         } else {
             Err(bad("expected sqlite:PATH or postgres://..."))

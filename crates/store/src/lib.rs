@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod assignments;
+pub mod checkpoint;
 pub mod contacts;
 pub mod conversations;
 mod db;

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
@@ -507,6 +508,9 @@ pub(crate) struct LiteConn {
     /// A writer whose commits are not synced right now (`synchronous = NORMAL`), for the
     /// relaxed transaction it holds; restored before anything else writes.
     relaxed: bool,
+    /// Set by the checkpoint thread when this writer's WAL should start over
+    /// (`crate::checkpoint`); the writer does it between two transactions.
+    restart_wal: Option<Arc<AtomicBool>>,
 }
 
 impl LiteConn {
@@ -533,6 +537,11 @@ impl LiteConn {
         } else {
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
         })?;
+        if role != Role::Reader {
+            // Copying the WAL back is the checkpoint thread's work (`crate::checkpoint`),
+            // not a commit's.
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        }
         if role == Role::Reader {
             conn.execute_batch("PRAGMA query_only = ON;")?;
         }
@@ -541,7 +550,42 @@ impl LiteConn {
             role,
             names: HashMap::new(),
             relaxed: false,
+            restart_wal: None,
         })
+    }
+
+    /// Lets the checkpoint thread ask this writer to restart its WAL through `flag`.
+    pub(crate) fn restart_wal_on(&mut self, flag: Arc<AtomicBool>) {
+        self.restart_wal = Some(flag);
+    }
+
+    /// Between transactions: restarts the WAL if the checkpoint thread asked. The thread
+    /// has copied nearly all of it back already; this copies the rest, waits for the
+    /// readers of older snapshots (statements: milliseconds) and makes the next commit
+    /// write from the WAL's start, which the thread cannot do itself without starving
+    /// behind a writer that is almost never idle.
+    fn restart_wal_if_asked(&mut self) {
+        let asked = self
+            .restart_wal
+            .as_ref()
+            .is_some_and(|flag| flag.swap(false, Ordering::AcqRel));
+        if !asked || !self.conn.is_autocommit() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match crate::checkpoint::checkpoint(&self.conn, "RESTART") {
+            Ok((busy, frames, copied)) => tracing::debug!(
+                target: "chasqui_store::checkpoint",
+                busy,
+                frames,
+                copied,
+                micros = started.elapsed().as_micros() as u64,
+                "WAL restarted"
+            ),
+            Err(e) => {
+                tracing::warn!(target: "chasqui_store::checkpoint", error = %e, "WAL restart failed")
+            }
+        }
     }
 
     /// Whether the next transaction's commit is synced (`Writer` only: the inbox's writer
@@ -560,9 +604,12 @@ impl LiteConn {
     }
 
     fn run(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
-        if self.relaxed && self.conn.is_autocommit() {
-            // A statement of its own after a relaxed transaction is synced again.
-            self.relax(false)?;
+        if self.conn.is_autocommit() {
+            self.restart_wal_if_asked();
+            if self.relaxed {
+                // A statement of its own after a relaxed transaction is synced again.
+                self.relax(false)?;
+            }
         }
         if tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG) {
             let started = std::time::Instant::now();
@@ -842,6 +889,7 @@ impl Conn {
     async fn start(&mut self, relaxed: bool) -> crate::Result<()> {
         self.flush_rollback().await?;
         if let (0, ConnInner::Lite(c)) = (self.depth, &mut self.inner) {
+            c.restart_wal_if_asked();
             c.relax(relaxed)?;
         }
         let sql: Cow<'static, str> = match (self.depth, &self.inner) {
@@ -1168,6 +1216,59 @@ mod tests {
             assert_eq!(read(plain), synced);
             tx.commit().await.expect("commit");
         }
+    }
+
+    #[test]
+    fn a_writer_asked_to_restart_its_wal_writes_from_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db").to_string_lossy().into_owned();
+        let mut writer = LiteConn::open(&path, Role::Writer).expect("writer");
+        let flag = Arc::new(AtomicBool::new(false));
+        writer.restart_wal_on(flag.clone());
+        let write = |w: &mut LiteConn, sql: &str| {
+            w.run(&query(sql.to_owned()), Want::Nothing).expect(sql);
+        };
+        write(&mut writer, "CREATE TABLE t (v TEXT)");
+        let frames = || {
+            // What a passive checkpoint from another connection sees: the WAL's frames.
+            let other = rusqlite::Connection::open(&path).expect("open");
+            crate::checkpoint::checkpoint(&other, "PASSIVE")
+                .expect("checkpoint")
+                .1
+        };
+        let file_size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        for _ in 0..500 {
+            write(
+                &mut writer,
+                "INSERT INTO t (v) VALUES (hex(randomblob(2000)))",
+            );
+        }
+        // The writer never copies its WAL back on its own: the rows are only in the WAL.
+        assert!(file_size() < 100_000, "{} bytes", file_size());
+        flag.store(true, Ordering::Release);
+        write(
+            &mut writer,
+            "INSERT INTO t (v) VALUES ('after the restart')",
+        );
+        assert!(!flag.load(Ordering::Acquire), "the writer took the request");
+        assert!(
+            file_size() > 2_000_000,
+            "copied back: {} bytes",
+            file_size()
+        );
+        let after = frames();
+        assert!(
+            after < 10,
+            "the next commit wrote from the start: {after} frames"
+        );
+        // Nothing was lost on the way.
+        let Output::Rows(rows) = writer
+            .run(&query("SELECT COUNT(*) AS n FROM t"), Want::First)
+            .expect("count")
+        else {
+            panic!("rows expected");
+        };
+        assert_eq!(rows[0].get::<i64>("n").expect("n"), 501);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
