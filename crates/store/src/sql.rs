@@ -539,8 +539,10 @@ impl LiteConn {
         })?;
         if role != Role::Reader {
             // Copying the WAL back is the checkpoint thread's work (`crate::checkpoint`),
-            // not a commit's.
-            conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+            // not a commit's. Statement and savepoint journals (every group-commit unit
+            // runs in a savepoint) stay in memory: SQLite's default spills them to a temp
+            // file, one `pwrite` per page a unit first touches.
+            conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")?;
         }
         if role == Role::Reader {
             conn.execute_batch("PRAGMA query_only = ON;")?;
