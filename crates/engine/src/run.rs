@@ -406,6 +406,9 @@ impl Machine {
     }
 
     fn decide(&self, config: &Value, scope: &Value) -> Result<String, String> {
+        fn condition_label(c: &Value) -> &str {
+            c.get("label").and_then(Value::as_str).unwrap_or_default()
+        }
         let kind = cfg_str(config, "decision_type").unwrap_or("expression");
         if kind != "expression" {
             return Err(format!(
@@ -415,18 +418,19 @@ impl Machine {
         let conditions = config
             .get("conditions")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        for c in &conditions {
-            let label = c.get("label").and_then(Value::as_str).unwrap_or_default();
-            let expression = c
-                .get("expression")
+        let expressions = conditions.iter().map(|c| {
+            c.get("expression")
                 .and_then(Value::as_str)
-                .unwrap_or_default();
-            match chasqui_js::condition(expression, scope, self.limits) {
-                Ok(true) => return Ok(label.to_owned()),
-                Ok(false) => {}
-                Err(e) => return Err(format!("condition {label:?} could not be evaluated: {e}")),
+                .unwrap_or_default()
+        });
+        match chasqui_js::first_true(expressions, scope, self.limits) {
+            Ok(Some(i)) => return Ok(condition_label(&conditions[i]).to_owned()),
+            Ok(None) => {}
+            Err((i, e)) => {
+                let at = conditions.get(i).map(condition_label).unwrap_or_default();
+                return Err(format!("condition {at:?} could not be evaluated: {e}"));
             }
         }
         Err(format!(
