@@ -1081,6 +1081,23 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
         let (_, w) = h.get(&format!("/platform/v1/whatsapp/webhooks/{id}")).await;
         w["data"]["paused_at"].is_string()
     };
+    // The sink sees an attempt before the node records it (and checks the rule); the clock
+    // moves only once every attempt is recorded, or a late record would date the next retry
+    // after the clock's next step.
+    let h = &h;
+    let recorded = |n: usize| async move {
+        wait_until(&format!("{n} attempts recorded"), || async {
+            let (_, log) = h.get("/platform/v1/webhook_deliveries").await;
+            let total: i64 = log["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["attempt_count"].as_i64())
+                .sum();
+            total == n as i64
+        })
+        .await;
+    };
     let step = |expected: usize| {
         clock.advance_millis(1_300);
         h.app().wake();
@@ -1089,8 +1106,7 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
                 count() == expected
             })
             .await;
-            // The attempt is recorded (and the rule checked) after the receiver answers.
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            recorded(expected).await;
         }
     };
     for i in 0..4 {
@@ -1102,6 +1118,7 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
         .await;
     }
     wait_until("4 first attempts", || async { count() == 4 }).await;
+    recorded(4).await;
     step(8).await;
     step(12).await;
     step(16).await;
@@ -1113,6 +1130,7 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
     )
     .await;
     wait_until("17 attempts", || async { count() == 17 }).await;
+    recorded(17).await;
     step(18).await;
     step(19).await;
     assert!(!paused().await, "19 failed attempts: not yet");
