@@ -3,6 +3,7 @@
 //! statuses by (wamid, status), and statuses only move forward.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chasqui_core::ids::new_id;
 use chasqui_core::status::{CONVERSATION_IDLE_MILLIS, MessageStatus};
@@ -12,15 +13,17 @@ use chasqui_meta::webhook::{
 };
 use chasqui_store::contacts::{self, Identity};
 use chasqui_store::conversations::{self, Activity};
+use chasqui_store::events::PendingEvent;
 use chasqui_store::messages::{self, NewMessage};
+use chasqui_store::notifier::Change as Noted;
 use chasqui_store::{Conn, StoreError, events, jobs, media};
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::{App, webhooks};
 use sha2::Digest;
 
-/// Deliveries applied per transaction: small, so the ingest writer (which shares SQLite's
-/// single write connection) never waits long.
+/// Deliveries claimed per pass (on SQLite, applied in one unit of a shared transaction).
 pub const BATCH: i64 = 32;
 /// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
@@ -44,60 +47,60 @@ struct Source<'a> {
 /// database, then they are marked processed. A crash between the two commits replays them
 /// after the lease, which changes nothing: every effect is idempotent.
 ///
-/// SQLite applies the whole batch in one transaction (one writer, one fsync). PostgreSQL runs
-/// several workers at once and applies each delivery in its own transaction, so row locks are
-/// always taken in one order (contact, conversation, message) and workers cannot deadlock.
+/// SQLite applies the whole batch as one unit of the group-commit queue: it shares its
+/// transaction (and its fsync) with the sends and workflow saves waiting at that moment,
+/// instead of taking turns with them for the single writer connection. PostgreSQL runs
+/// several workers at once and applies each delivery in its own transaction, so row locks
+/// are always taken in one order (contact, conversation, message) and workers cannot
+/// deadlock.
 pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
-    let (applied, changes) = crate::realtime::collecting(apply_batch(app)).await;
+    let (applied, noted) = crate::realtime::collecting(apply_batch(app)).await;
     // Changes of a group that rolled back only make an inbox read again: harmless.
-    app.publish_changes(changes).await;
-    applied
+    app.publish_changes(noted).await;
+    let (applied, shared) = applied?;
+    app.publish_changes(shared).await;
+    Ok(applied)
 }
 
-async fn apply_batch(app: &App) -> Result<usize, StoreError> {
+/// What applying a batch came to.
+struct Applied {
+    /// Applied deliveries, with the errors of their unusable parts.
+    done: Vec<(String, Option<String>)>,
+    /// The delivery whose storage error stopped the batch, if any.
+    failed: Option<(String, StoreError)>,
+}
+
+/// Applies a claimed batch and records the outcome in the inbox; returns how many were
+/// applied and, on SQLite, the changes the shared unit noted (published once committed).
+async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
     let db = app.db();
     let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
-        return Ok(0);
+        return Ok((0, Vec::new()));
     }
-    let per_tx = match db.backend() {
-        chasqui_store::Backend::Sqlite => pending.len(),
-        chasqui_store::Backend::Postgres => 1,
-    };
     let now = app.now();
-    let mut done = Vec::with_capacity(pending.len());
-    let mut unclaimed: Vec<String> = Vec::new();
-    for (n, group) in pending.chunks(per_tx).enumerate() {
-        let mut tx = db.writer().begin().await?;
-        let mut applied = Vec::with_capacity(group.len());
-        let mut failed = None;
-        for event in group {
-            match apply_event(app, &mut tx, &event.id, &event.body, now).await {
-                Ok(errors) => applied.push((event.id.clone(), errors)),
-                Err(e) => {
-                    failed = Some((event.id.clone(), e));
-                    break;
-                }
-            }
+    let (outcome, changes) = match db.backend() {
+        chasqui_store::Backend::Sqlite => apply_shared(app, &pending, now).await?,
+        chasqui_store::Backend::Postgres => {
+            (apply_one_by_one(app, &pending, now).await?, Vec::new())
         }
-        let Some((id, error)) = failed else {
-            tx.commit().await?;
-            done.extend(applied);
-            continue;
-        };
-        tx.rollback().await?;
-        // This group and every later one go back to the queue.
-        let rest = pending[n * per_tx..].iter().map(|e| e.id.clone());
+    };
+    let Applied { done, failed } = outcome;
+    // Every delivery neither applied nor failed goes back to the queue.
+    let mut unclaimed: Vec<String> = pending
+        .iter()
+        .map(|e| e.id.clone())
+        .filter(|id| !done.iter().any(|(d, _)| d == id))
+        .collect();
+    if let Some((id, error)) = failed {
         if error.is_retryable_conflict() {
             // Concurrent transactions collided: nobody's fault, retry without an attempt.
             tracing::debug!(error = %error, "processing conflicted; retrying");
-            unclaimed.extend(rest);
         } else {
             tracing::warn!(event_id = %id, error = %error, "inbound event failed; will retry");
             events::record_failure(db, &id, &error.to_string(), MAX_ATTEMPTS).await?;
-            unclaimed.extend(rest.filter(|e| *e != id));
+            unclaimed.retain(|e| *e != id);
         }
-        break;
     }
     if !done.is_empty() {
         events::mark_processed(db, &done, now).await?;
@@ -106,7 +109,104 @@ async fn apply_batch(app: &App) -> Result<usize, StoreError> {
     if !unclaimed.is_empty() {
         events::release(db, &unclaimed).await?;
     }
-    Ok(done.len())
+    Ok((done.len(), changes))
+}
+
+/// The applied deliveries of a shared unit and the changes it noted.
+type Shared = (Vec<(String, Option<String>)>, Vec<Noted>);
+
+/// SQLite: the batch as one group-commit unit. A storage error rolls the whole unit back (its
+/// neighbours in the transaction are unaffected) and names the delivery that caused it.
+async fn apply_shared(
+    app: &App,
+    pending: &[PendingEvent],
+    now: i64,
+) -> Result<(Applied, Vec<Noted>), StoreError> {
+    let culprit: Arc<Mutex<Option<String>>> = Arc::default();
+    let (unit_app, slot) = (app.clone(), culprit.clone());
+    let batch = pending.to_vec();
+    let result = app
+        .writes()
+        .run(
+            move |conn: &mut Conn| -> BoxFuture<'_, Result<Shared, StoreError>> {
+                Box::pin(async move {
+                    let (applied, changes) =
+                        crate::realtime::collecting(apply_group(&unit_app, conn, &batch, now))
+                            .await;
+                    match applied {
+                        Ok(done) => Ok((done, changes)),
+                        Err((id, error)) => {
+                            if let Ok(mut slot) = slot.lock() {
+                                *slot = Some(id);
+                            }
+                            Err(error)
+                        }
+                    }
+                })
+            },
+        )
+        .await;
+    match result {
+        Ok((done, changes)) => Ok((Applied { done, failed: None }, changes)),
+        Err(error) => {
+            let id = culprit.lock().ok().and_then(|mut slot| slot.take());
+            match id {
+                Some(id) => Ok((
+                    Applied {
+                        done: Vec::new(),
+                        failed: Some((id, error)),
+                    },
+                    Vec::new(),
+                )),
+                // The shared commit failed: the leases expire and the batch runs again.
+                None => Err(error),
+            }
+        }
+    }
+}
+
+/// PostgreSQL: one delivery per transaction, in order, stopping at the first storage error.
+async fn apply_one_by_one(
+    app: &App,
+    pending: &[PendingEvent],
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let mut done = Vec::with_capacity(pending.len());
+    for event in pending {
+        let mut tx = app.db().writer().begin().await?;
+        match apply_group(app, &mut tx, std::slice::from_ref(event), now).await {
+            Ok(applied) => {
+                tx.commit().await?;
+                done.extend(applied);
+            }
+            Err((id, error)) => {
+                tx.rollback().await?;
+                return Ok(Applied {
+                    done,
+                    failed: Some((id, error)),
+                });
+            }
+        }
+    }
+    Ok(Applied { done, failed: None })
+}
+
+/// Applies `group` in the caller's transaction; on a storage error returns the id of the
+/// delivery that caused it (the caller rolls back).
+async fn apply_group(
+    app: &App,
+    conn: &mut Conn,
+    group: &[PendingEvent],
+    now: i64,
+) -> Result<Vec<(String, Option<String>)>, (String, StoreError)> {
+    let mut applied = Vec::with_capacity(group.len());
+    for event in group {
+        match apply_event(app, conn, &event.id, &event.body, now).await {
+            Ok(errors) => applied.push((event.id.clone(), errors)),
+            Err(e) => return Err((event.id.clone(), e)),
+        }
+    }
+    Ok(applied)
 }
 
 /// Applies one delivery inside the caller's transaction; returns the errors of the changes

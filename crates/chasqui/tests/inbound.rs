@@ -404,6 +404,95 @@ async fn one_bad_change_keeps_its_neighbours(backend: Backend) {
 }
 both_backends!(one_bad_change_keeps_its_neighbours);
 
+/// A delivery whose storage fails (a database trigger refuses its message) is retried on its
+/// own and parked as failed after five attempts, with nothing of it left behind; deliveries
+/// processed with it in one batch (on SQLite, one unit of a shared transaction) are applied.
+async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let db = h.app().db().clone();
+    let refuse = match backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned message'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN \
+             IF NEW.content = 'poison' THEN RAISE EXCEPTION 'poisoned message'; END IF; RETURN NEW; END $f$",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+    };
+    for sql in refuse {
+        chasqui_store::sql::query(sql)
+            .execute(db.writer())
+            .await
+            .expect("trigger");
+    }
+    let t0 = common::now_secs() - 60;
+    let bodies = [
+        envelope(vec![text_change("wamid.P1", "16505550001", t0, "fine")]),
+        envelope(vec![text_change("wamid.P2", "16505550002", t0, "poison")]),
+        envelope(vec![text_change(
+            "wamid.P3",
+            "16505550003",
+            t0,
+            "also fine",
+        )]),
+    ];
+    // Posted together, so that processing usually claims them in one batch.
+    let posted = futures::future::join_all(bodies.iter().map(|b| h.post_webhook(b, None))).await;
+    assert_eq!(posted, vec![200, 200, 200]);
+    h.settle().await;
+    let listed = messages_of(&h, CLOUD_PNID, "").await;
+    let mut ids: Vec<&str> = listed
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec!["wamid.P1", "wamid.P3"]);
+    let failed = chasqui_store::events::failed(&db, 10)
+        .await
+        .expect("failed deliveries");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, 5);
+    assert!(
+        failed[0]
+            .errors
+            .as_deref()
+            .is_some_and(|e| e.contains("poisoned message")),
+        "{:?}",
+        failed[0].errors
+    );
+    let metrics = reqwest::get(h.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("chasqui_inbound_events_failed 1\n"),
+        "{metrics}"
+    );
+    // Nothing of the refused delivery survived: no conversation for its sender.
+    let (_, convs) = h
+        .get(&format!(
+            "/platform/v1/whatsapp/conversations?phone_number_id={CLOUD_PNID}"
+        ))
+        .await;
+    let numbers: Vec<String> = convs["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|c| c["phone_number"].to_string())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{numbers:?}");
+    assert!(
+        !numbers.iter().any(|n| n.contains("16505550002")),
+        "{numbers:?}"
+    );
+    h.stop().await;
+}
+both_backends!(a_delivery_that_cannot_be_stored_is_parked_alone);
+
 async fn every_fixture_is_applied(backend: Backend) {
     let mut h = Harness::start(backend).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../meta/fixtures/webhooks");

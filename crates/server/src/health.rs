@@ -50,17 +50,26 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
     let db = state.app.db();
     let gauges = async {
         let pending = chasqui_store::events::pending_count(db).await?;
+        let inbound_failed = chasqui_store::events::failed_count(db).await?;
         let queued = chasqui_store::jobs::count(db, "queued").await?;
         let parked = chasqui_store::jobs::count(db, "parked").await?;
         let (waiting, failed) = chasqui_store::webhooks::counts(db).await?;
         let executions = chasqui_store::executions::status_counts(db).await?;
-        Ok::<_, chasqui_store::StoreError>((pending, queued, parked, waiting, failed, executions))
+        Ok::<_, chasqui_store::StoreError>((
+            (pending, inbound_failed),
+            queued,
+            parked,
+            waiting,
+            failed,
+            executions,
+        ))
     };
     match gauges.await {
-        Ok((pending, queued, parked, waiting, failed, executions)) => (
+        Ok(((pending, inbound_failed), queued, parked, waiting, failed, executions)) => (
             StatusCode::OK,
             format!(
                 "# TYPE chasqui_inbound_events_pending gauge\nchasqui_inbound_events_pending {pending}\n\
+                 # TYPE chasqui_inbound_events_failed gauge\nchasqui_inbound_events_failed {inbound_failed}\n\
                  # TYPE chasqui_jobs_queued gauge\nchasqui_jobs_queued {queued}\n\
                  # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n\
                  # TYPE chasqui_webhook_deliveries_waiting gauge\nchasqui_webhook_deliveries_waiting {waiting}\n\

@@ -121,12 +121,14 @@ pub struct Db {
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
-const INBOX_SCHEMA: [&str; 3] = [
+const INBOX_SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS inbound_events (id TEXT PRIMARY KEY, received_at BIGINT NOT NULL, body TEXT NOT NULL, \
      status TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, locked_until BIGINT, processed_at BIGINT, errors TEXT)",
     // Only the waiting deliveries, in claim order (migration 0017 on PostgreSQL).
     "CREATE INDEX IF NOT EXISTS inbound_events_queue ON inbound_events(received_at, id) WHERE status = 'pending'",
     "DROP INDEX IF EXISTS inbound_events_pending",
+    // Only the parked deliveries (migration 0018 on PostgreSQL).
+    "CREATE INDEX IF NOT EXISTS inbound_events_failed ON inbound_events(received_at, id) WHERE status = 'failed'",
 ];
 
 /// The inbox file beside an SQLite database: `x.db` → `x-inbound.db`.

@@ -204,6 +204,47 @@ pub async fn record_failure(
     Ok(())
 }
 
+/// A delivery parked after failing to store.
+#[derive(Debug, Clone)]
+pub struct FailedEvent {
+    /// Event id.
+    pub id: String,
+    /// Receipt time (ms).
+    pub received_at: i64,
+    /// Processing attempts.
+    pub attempts: i64,
+    /// The last error.
+    pub errors: Option<String>,
+}
+
+/// Deliveries parked after failing to store, oldest first.
+pub async fn failed(db: &Db, limit: i64) -> crate::Result<Vec<FailedEvent>> {
+    let rows = crate::sql::query(
+        "SELECT id, received_at, attempts, errors FROM inbound_events WHERE status = 'failed' \
+         ORDER BY received_at, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.inbox())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(FailedEvent {
+                id: col(r, "id")?,
+                received_at: col(r, "received_at")?,
+                attempts: col(r, "attempts")?,
+                errors: col(r, "errors")?,
+            })
+        })
+        .collect()
+}
+
+/// Deliveries parked after failing to store.
+pub async fn failed_count(db: &Db) -> crate::Result<i64> {
+    crate::sql::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'failed'")
+        .fetch_one(db.inbox())
+        .await
+}
+
 /// Deliveries still waiting for processing.
 pub async fn pending_count(db: &Db) -> crate::Result<i64> {
     crate::sql::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'pending'")

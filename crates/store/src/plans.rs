@@ -103,6 +103,7 @@ const ALLOWED: &[(&str, &str)] = &[
 /// of one reads the backlog, not the history.
 const QUEUE_INDEXES: &[&str] = &[
     "inbound_events_queue",
+    "inbound_events_failed",
     "webhook_deliveries_queue",
     "webhook_deliveries_buffers",
     "webhook_deliveries_failed",
