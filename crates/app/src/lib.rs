@@ -233,9 +233,10 @@ impl App {
         self.inner.wake.notify_waiters();
     }
 
-    /// Waits until [`App::wake`] is called.
-    pub async fn woken(&self) {
-        self.inner.wake.notified().await;
+    /// Completes once [`App::wake`] is called. Arm it (`Notified::enable`) before looking for
+    /// work, so that a wake-up between the look and the wait is not missed.
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.wake.notified()
     }
 
     /// The externally reachable base URL of this node (set once the listener is bound).

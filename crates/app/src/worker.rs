@@ -2,10 +2,12 @@
 //! outbound webhooks, emailing notices, and ending idle conversations. Every loop stops at a cancellation
 //! point between units of work, so a shutdown drains what is in flight and loses nothing.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use chasqui_core::status::CONVERSATION_IDLE_MILLIS;
 use chasqui_store::jobs;
+use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 
 use crate::{App, media, processing};
@@ -44,6 +46,7 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     for _ in 0..WEBHOOK_LOOPS {
         tasks.push(tokio::spawn(webhooks_loop(app.clone(), shutdown.clone())));
     }
+    tasks.push(tokio::spawn(routing_loop(app.clone(), shutdown.clone())));
     tasks.push(tokio::spawn(workflows_loop(app.clone(), shutdown.clone())));
     if let Some(smtp) = app.settings().smtp.clone() {
         match crate::mail::Mailer::new(&smtp) {
@@ -61,112 +64,115 @@ pub async fn run(app: App, shutdown: CancellationToken) {
     futures::future::join_all(tasks).await;
 }
 
-async fn idle(app: &App, shutdown: &CancellationToken) {
+/// Runs `step` until `shutdown`; after a step that found nothing to do (or failed), waits
+/// for a wake-up, the poll interval or the shutdown. The wake-up is armed before the step
+/// looks for work, so one that comes between the look and the wait is not lost.
+async fn repeat<F, Fut, E>(app: &App, shutdown: &CancellationToken, what: &str, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, E>>,
+    E: std::fmt::Display,
+{
+    while !shutdown.is_cancelled() {
+        let woken = app.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match step().await {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(e) => tracing::error!(error = %e, "{what} failed"),
+        }
+        idle(woken, shutdown).await;
+    }
+}
+
+/// Waits for an armed wake-up, the poll interval or the shutdown.
+async fn idle(woken: Pin<&mut Notified<'_>>, shutdown: &CancellationToken) {
     tokio::select! {
-        _ = app.woken() => {}
+        _ = woken => {}
         _ = tokio::time::sleep(POLL) => {}
         _ = shutdown.cancelled() => {}
     }
 }
 
 async fn inbound_loop(app: App, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        match processing::process_batch(&app).await {
-            Ok(0) => idle(&app, &shutdown).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "processing inbound events failed");
-                idle(&app, &shutdown).await;
-            }
-        }
-    }
+    repeat(&app, &shutdown, "processing inbound events", || {
+        processing::process_batch(&app)
+    })
+    .await;
 }
 
 async fn webhooks_loop(app: App, shutdown: CancellationToken) {
     let client = crate::webhooks::delivery_client(app.settings().webhook_allow_private);
-    while !shutdown.is_cancelled() {
-        match crate::webhooks::deliver_due(&app, &client).await {
-            Ok(0) => idle(&app, &shutdown).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "delivering webhooks failed");
-                idle(&app, &shutdown).await;
-            }
-        }
-    }
+    repeat(&app, &shutdown, "delivering webhooks", || {
+        crate::webhooks::deliver_due(&app, &client)
+    })
+    .await;
 }
 
-/// Routes customer messages to workflows and drives the executions that are due.
+/// Routes customer messages to workflows (starting executions or queueing the messages for
+/// the ones that drive their threads). Apart from driving, so a routing pass waiting for its
+/// commits never holds back the claims of due executions.
+async fn routing_loop(app: App, shutdown: CancellationToken) {
+    repeat(&app, &shutdown, "routing messages to workflows", || {
+        crate::executions::route::route_pending(&app)
+    })
+    .await;
+}
+
+/// Drives the executions that are due.
 async fn workflows_loop(app: App, shutdown: CancellationToken) {
     let mut running = tokio::task::JoinSet::new();
     while !shutdown.is_cancelled() {
-        let routed = crate::executions::route::route_pending(&app).await;
-        let driven = crate::executions::drive::run_due(&app, &mut running).await;
-        match (routed, driven) {
-            (Ok(0), Ok(0)) => idle(&app, &shutdown).await,
-            (Ok(_), Ok(_)) => {}
-            (r, d) => {
-                for e in [r.err(), d.err()].into_iter().flatten() {
-                    tracing::error!(error = %e, "running workflows failed");
-                }
-                idle(&app, &shutdown).await;
-            }
+        let woken = app.woken();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match crate::executions::drive::run_due(&app, &mut running).await {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(e) => tracing::error!(error = %e, "running workflows failed"),
         }
+        idle(woken, &shutdown).await;
     }
     // Steps in progress finish (a send records Meta's answer) before the node stops.
     while running.join_next().await.is_some() {}
 }
 
 async fn jobs_loop(app: App, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let claimed = match jobs::claim(app.db(), 8, app.now(), LEASE_MILLIS).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "claiming jobs failed");
-                idle(&app, &shutdown).await;
-                continue;
+    repeat(&app, &shutdown, "running jobs", || run_jobs(&app)).await;
+}
+
+/// Claims due jobs and runs them; returns how many were claimed.
+async fn run_jobs(app: &App) -> Result<usize, chasqui_store::StoreError> {
+    let claimed = jobs::claim(app.db(), 8, app.now(), LEASE_MILLIS).await?;
+    let n = claimed.len();
+    let runs = claimed.into_iter().map(|job| async move {
+        let result = match job.kind.as_str() {
+            processing::MEDIA_DOWNLOAD => media::run_download(app, &job).await,
+            other => Err(format!("unknown job kind {other}")),
+        };
+        let outcome = match result {
+            Ok(()) => jobs::complete(app.db(), &job.id).await,
+            Err(error) => {
+                let park = job.attempts >= job.max_attempts;
+                tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, park, %error, "job failed");
+                jobs::fail(app.db(), &job.id, &error, app.now() + backoff_millis(job.attempts), park).await
             }
         };
-        if claimed.is_empty() {
-            idle(&app, &shutdown).await;
-            continue;
+        if let Err(e) = outcome {
+            tracing::error!(job_id = %job.id, error = %e, "recording a job result failed; its lease will expire");
         }
-        let runs = claimed.into_iter().map(|job| {
-            let app = app.clone();
-            async move {
-                let result = match job.kind.as_str() {
-                    processing::MEDIA_DOWNLOAD => media::run_download(&app, &job).await,
-                    other => Err(format!("unknown job kind {other}")),
-                };
-                let outcome = match result {
-                    Ok(()) => jobs::complete(app.db(), &job.id).await,
-                    Err(error) => {
-                        let park = job.attempts >= job.max_attempts;
-                        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, park, %error, "job failed");
-                        jobs::fail(app.db(), &job.id, &error, app.now() + backoff_millis(job.attempts), park).await
-                    }
-                };
-                if let Err(e) = outcome {
-                    tracing::error!(job_id = %job.id, error = %e, "recording a job result failed; its lease will expire");
-                }
-            }
-        });
-        futures::future::join_all(runs).await;
-    }
+    });
+    futures::future::join_all(runs).await;
+    Ok(n)
 }
 
 /// Emails recorded notices to the project members.
 async fn mail_loop(app: App, mailer: crate::mail::Mailer, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        match crate::mail::send_due(&app, &mailer).await {
-            Ok(0) => idle(&app, &shutdown).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "emailing notices failed");
-                idle(&app, &shutdown).await;
-            }
-        }
-    }
+    repeat(&app, &shutdown, "emailing notices", || {
+        crate::mail::send_due(&app, &mailer)
+    })
+    .await;
 }
 
 async fn sweeper_loop(app: App, shutdown: CancellationToken) {

@@ -40,6 +40,20 @@ pub struct Definition {
 }
 
 impl Definition {
+    /// Whether any node's configuration names a project environment variable
+    /// (`${ENV:KEY}`): runs of a definition that does not never need them decrypted.
+    pub fn uses_env(&self) -> bool {
+        fn names_env(v: &Value) -> bool {
+            match v {
+                Value::String(s) => s.contains("${ENV:"),
+                Value::Array(items) => items.iter().any(names_env),
+                Value::Object(map) => map.values().any(names_env),
+                _ => false,
+            }
+        }
+        self.configs.values().any(names_env)
+    }
+
     /// The workflows this definition calls (`call` nodes' `workflow_id`), sorted, unique.
     pub fn calls(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -362,6 +376,17 @@ mod tests {
         let d = validate(&sample()).expect("valid");
         assert_eq!(d.node_types["route"], "decide");
         assert_eq!(d.edges["route"].len(), 2);
+        assert!(!d.uses_env());
+    }
+
+    #[test]
+    fn environment_references_are_found_in_nested_config() {
+        let mut v = sample();
+        v["nodes"][5]["data"]["config"] =
+            json!({"message": "ok", "headers": [{"value": "Bearer ${ENV:CRM_TOKEN}"}]});
+        assert!(validate(&v).expect("valid").uses_env());
+        v["nodes"][5]["data"]["config"] = json!({"message": "costs $5 {ENV:NOT}"});
+        assert!(!validate(&v).expect("valid").uses_env());
     }
 
     #[test]

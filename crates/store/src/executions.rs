@@ -131,11 +131,12 @@ pub async fn insert(conn: &mut Conn, e: &Execution) -> crate::Result<()> {
 }
 
 /// Saves every mutable field if nobody saved since `e.revision` was read; returns whether
-/// it did (the stored revision becomes `e.revision + 1`). `due_at` is set apart, with
-/// [`set_due`], once the row is locked by this update.
-pub async fn save(conn: &mut Conn, e: &Execution) -> crate::Result<bool> {
+/// it did (the stored revision becomes `e.revision + 1`), with `due_at`. A due time that
+/// depends on other rows (queued inputs) is corrected with [`set_due`] once this update
+/// holds the row.
+pub async fn save(conn: &mut Conn, e: &Execution, due_at: Option<i64>) -> crate::Result<bool> {
     let done = crate::sql::query(
-        "UPDATE workflow_executions SET status = $1, waiting_reason = $2, conversation_id = $3, current_node = $4, state = $5, effect = $6, wait_until = $7, lease_until = $8, revision = revision + 1, event_seq = $9, error_details = $10, ended_at = $11, last_event_at = $12, updated_at = $13, contact_id = $14, wa_id = $15 \
+        "UPDATE workflow_executions SET status = $1, waiting_reason = $2, conversation_id = $3, current_node = $4, state = $5, effect = $6, wait_until = $7, lease_until = $8, revision = revision + 1, event_seq = $9, error_details = $10, ended_at = $11, last_event_at = $12, updated_at = $13, contact_id = $14, wa_id = $15, due_at = $18 \
          WHERE id = $16 AND revision = $17",
     )
     .bind(&e.status)
@@ -155,6 +156,7 @@ pub async fn save(conn: &mut Conn, e: &Execution) -> crate::Result<bool> {
     .bind(&e.wa_id)
     .bind(&e.id)
     .bind(e.revision)
+    .bind(due_at)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -235,7 +237,8 @@ pub async fn claim_due(
     lease_millis: i64,
     limit: i64,
 ) -> crate::Result<Vec<Execution>> {
-    let mut tx = db.writer().begin().await?;
+    // A lease lost in a power cut only makes the execution due again.
+    let mut tx = db.writer().begin_relaxed().await?;
     let lock = db.backend().skip_locked();
     let sql = format!(
         "SELECT {COLS} FROM workflow_executions WHERE due_at IS NOT NULL AND due_at <= $1 AND (lease_until IS NULL OR lease_until < $1) ORDER BY due_at LIMIT $2{lock}"
@@ -560,7 +563,8 @@ pub async fn claim_unrouted(
     lease_millis: i64,
     limit: i64,
 ) -> crate::Result<Vec<Input>> {
-    let mut tx = db.writer().begin().await?;
+    // A lease lost in a power cut only routes the inputs again.
+    let mut tx = db.writer().begin_relaxed().await?;
     let lock = db.backend().skip_locked();
     let sql = format!(
         "SELECT {INPUT_COLS} FROM workflow_inbox WHERE execution_id IS NULL AND (lease_until IS NULL OR lease_until < $1) ORDER BY ord, id LIMIT $2{lock}"

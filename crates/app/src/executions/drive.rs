@@ -1,7 +1,8 @@
 //! Driving executions: claim the due ones, run the interpreter, and perform its actions.
 //!
 //! A send is recorded first (the pending message and the execution's effect, in one
-//! transaction), then Meta is called, then the answer is stored with the advanced state. If
+//! transaction), then Meta is called, then the answer is stored with the advanced state, in
+//! the save where the execution next stops (its wait, its end, or before its next send). If
 //! the node dies in between, the execution is claimed again once its lease expires and the
 //! send is reconciled: Meta's status webhook names our message in `biz_opaque_callback_data`,
 //! so a send that reached Meta has its wamid by then and is not repeated; one that did not is
@@ -23,10 +24,11 @@ use crate::messaging::Outcome;
 use crate::{App, AppError};
 
 /// Executions claimed per pass.
-const BATCH: usize = 32;
+const BATCH: usize = 64;
 /// Executions driven at once by one node: each runs as its own task, so a slow step (a
-/// webhook node waiting for its 10 s timeout) never holds the others back.
-const SLOTS: usize = 64;
+/// webhook node waiting for its 10 s timeout) never holds the others back. Most of a step
+/// is waiting (for a group commit, for Meta), so many run at once.
+const SLOTS: usize = 256;
 /// Attempts of a send whose outcome stays unknown before the step fails.
 const SEND_ATTEMPTS: u32 = 5;
 
@@ -105,34 +107,34 @@ pub(crate) async fn store(
     events: &[Event],
     now: i64,
 ) -> Result<Option<Option<i64>>, StoreError> {
-    if !executions::save(conn, e).await? {
+    // When it is due next. A waiting execution is due at its timeout, or sooner when a
+    // queued input is ready: the queue is read after the save has locked the row, so an
+    // input routed meanwhile is either seen here or wakes the execution once this commits.
+    let mut due = match e.status.as_str() {
+        "running" => match &e.effect {
+            Some(_) => e.lease_until.or(Some(now)),
+            None => Some(now),
+        },
+        "waiting" => e.wait_until,
+        _ => None,
+    };
+    if !executions::save(conn, e, due).await? {
         return Ok(None);
     }
     executions::append_events(conn, &e.id, events).await?;
     match e.status.as_str() {
         "ended" | "failed" => executions::release_queue(conn, &e.id, true).await?,
         "handoff" => executions::release_queue(conn, &e.id, false).await?,
-        _ => {}
-    }
-    let due = match e.status.as_str() {
-        "running" => match &e.effect {
-            Some(_) => e.lease_until.or(Some(now)),
-            None => Some(now),
-        },
         "waiting" => {
             let pending = executions::pending(conn, &e.id).await?;
-            let ready = match pending.last() {
-                Some(last) => Some(last.received_at + debounce_for(conn, e).await?),
-                None => None,
-            };
-            match (ready, e.wait_until) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            if let Some(last) = pending.last() {
+                let ready = last.received_at + debounce_for(conn, e).await?;
+                due = Some(due.map_or(ready, |timeout| timeout.min(ready)));
+                executions::set_due(conn, &e.id, due).await?;
             }
         }
-        _ => None,
-    };
-    executions::set_due(conn, &e.id, due).await?;
+        _ => {}
+    }
     Ok(Some(due))
 }
 
@@ -236,12 +238,28 @@ struct Run<'a> {
     e: Execution,
     machine: Machine,
     defs: Loaded,
+    /// The project's environment variables, read only once a definition of this run
+    /// names one (`env_read`).
     env: HashMap<String, String>,
+    env_read: bool,
     /// Inputs consumed since the last save (deleted with it).
     consumed: Vec<String>,
-    debounce_ms: i64,
+    /// The workflow's debounce window, read when the first input needs it.
+    debounce_ms: Option<i64>,
     /// The status as last stored (inboxes hear when it changes).
     saved_status: String,
+    /// Meta's answer to the last send, not stored yet: it goes with the next save (the
+    /// wait, the end), so a send costs two commits instead of three. Until then the
+    /// recorded intent stands, and a crash reconciles it as before.
+    answer: Option<Answer>,
+}
+
+/// Meta's answer to a workflow send, to be stored with the execution's next save.
+#[derive(Clone)]
+struct Answer {
+    phone_number_id: String,
+    message_id: String,
+    outcome: Outcome,
 }
 
 async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
@@ -253,10 +271,12 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
         .map_err(|err| AppError::Internal(format!("execution state: {err}")))?;
     let mut defs = Loaded::new();
     load_frames(app, &state, &mut defs).await?;
-    let env = crate::env_vars::resolve(app, &e.project_id).await?;
-    let debounce_ms = chasqui_store::workflows::get(app.db(), &e.project_id, &e.workflow_id)
-        .await?
-        .map_or(0, |w| w.message_debounce_seconds * 1000);
+    let env_read = defs.values().any(|d| d.uses_env());
+    let env = if env_read {
+        crate::env_vars::resolve(app, &e.project_id).await?
+    } else {
+        HashMap::new()
+    };
     let mut run = Run {
         app,
         saved_status: e.status.clone(),
@@ -264,10 +284,24 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
         machine: Machine::new(state),
         defs,
         env,
+        env_read,
         consumed: Vec::new(),
-        debounce_ms,
+        debounce_ms: None,
+        answer: None,
     };
-    run.go().await
+    let result = run.go().await;
+    if let Err(err) = &result
+        && !matches!(err, AppError::Conflict(_))
+        && run.answer.is_some()
+    {
+        // Meta's answer is known: store it (with the state so far) before giving up the
+        // step, rather than leave the send to reconciliation. (After a conflict the
+        // execution is someone else's: they reconcile it.)
+        if let Err(e) = run.commit(With::Nothing).await {
+            tracing::warn!(execution_id = %run.e.id, error = %e, "storing a send's answer after a failed step failed; it will be reconciled");
+        }
+    }
+    result
 }
 
 /// Writes that go with a save of the execution, in the same unit.
@@ -276,13 +310,7 @@ enum With {
     /// Only the execution.
     Nothing,
     /// A send's intent: this pending message, placed in the thread's current conversation.
-    Intent(NewMessage),
-    /// Meta's answer to the send of a message.
-    Outcome {
-        phone_number_id: String,
-        message_id: String,
-        outcome: Outcome,
-    },
+    Intent(Box<NewMessage>),
     /// A workflow event to publish (type, details).
     Event(String, Value),
 }
@@ -316,7 +344,7 @@ impl Run<'_> {
             let mut conn = self.app.db().reader().acquire().await?;
             let pending = executions::pending(&mut conn, &self.e.id).await?;
             drop(conn);
-            if let Some(resume) = self.take_ready(&pending, now) {
+            if let Some(resume) = self.take_ready(&pending, now).await? {
                 self.e.status = "running".into();
                 self.e.waiting_reason = None;
                 self.e.wait_until = None;
@@ -344,7 +372,34 @@ impl Run<'_> {
 
     /// The inputs ready to resume a wait: the first one, or with a debounce window the whole
     /// burst once the window after its last message has passed.
-    fn take_ready(&mut self, pending: &[Input], now: i64) -> Option<Resume> {
+    async fn take_ready(
+        &mut self,
+        pending: &[Input],
+        now: i64,
+    ) -> Result<Option<Resume>, AppError> {
+        let Some(first) = pending.first() else {
+            return Ok(None);
+        };
+        let debounce_ms = match self.debounce_ms {
+            Some(ms) => ms,
+            None if first.kind == "api" => 0,
+            None => {
+                let ms = chasqui_store::workflows::get(
+                    self.app.db(),
+                    &self.e.project_id,
+                    &self.e.workflow_id,
+                )
+                .await?
+                .map_or(0, |w| w.message_debounce_seconds * 1000);
+                self.debounce_ms = Some(ms);
+                ms
+            }
+        };
+        Ok(self.ready(pending, debounce_ms, now))
+    }
+
+    /// [`Run::take_ready`] once the debounce window is known.
+    fn ready(&mut self, pending: &[Input], debounce_ms: i64, now: i64) -> Option<Resume> {
         let first = pending.first()?;
         if first.kind == "api" {
             self.consumed.push(first.id.clone());
@@ -358,14 +413,14 @@ impl Run<'_> {
                     .unwrap_or_default(),
             });
         }
-        if self.debounce_ms == 0 {
+        if debounce_ms == 0 {
             self.consumed.push(first.id.clone());
             let v: Value = serde_json::from_str(&first.input).unwrap_or(Value::Null);
             return Some(user_input(&v));
         }
         let burst: Vec<&Input> = pending.iter().take_while(|i| i.kind == "message").collect();
         let last = burst.last()?;
-        if last.received_at + self.debounce_ms > now {
+        if last.received_at + debounce_ms > now {
             return None;
         }
         let values: Vec<Value> = burst
@@ -432,7 +487,7 @@ impl Run<'_> {
                     let mut pending = executions::pending(&mut conn, &self.e.id).await?;
                     drop(conn);
                     pending.retain(|i| !self.consumed.contains(&i.id));
-                    if let Some(resume) = self.take_ready(&pending, now) {
+                    if let Some(resume) = self.take_ready(&pending, now).await? {
                         let w = World {
                             defs: &self.defs,
                             env: &self.env,
@@ -502,6 +557,10 @@ impl Run<'_> {
 
     /// Extends this node's lease before a step that may take a while (an HTTP call).
     async fn renew_lease(&mut self) -> Result<(), AppError> {
+        if self.answer.is_some() {
+            // A slow step follows: store the last send's answer first.
+            self.commit(With::Nothing).await?;
+        }
         let until = self.app.now() + self.app.settings().workflow_step_lease_ms;
         if !executions::renew_lease(self.app.db(), &self.e.id, self.e.revision, until).await? {
             return Err(AppError::Conflict(format!(
@@ -529,8 +588,9 @@ impl Run<'_> {
         self.commit(with).await.map(|_| ())
     }
 
-    /// Saves the execution (state, log, consumed inputs) together with `with`, as one unit
-    /// of the group-commit queue, so that many executions share a transaction.
+    /// Saves the execution (state, log, consumed inputs, the last send's answer) together
+    /// with `with`, as one unit of the group-commit queue, so that many executions share a
+    /// transaction.
     async fn commit(&mut self, with: With) -> Result<Committed, AppError> {
         let now = self.app.now();
         if self.e.lease_until.is_some() {
@@ -540,17 +600,37 @@ impl Run<'_> {
         let mut e = self.e.clone();
         let events = prepare(&mut e, &mut self.machine, now);
         let consumed = std::mem::take(&mut self.consumed);
+        let answer = self.answer.clone();
         let result = self
             .app
             .write_unit(|| {
-                let (mut e, events, consumed, with) =
-                    (e.clone(), events.clone(), consumed.clone(), with.clone());
+                let (mut e, events, consumed, with, answer) = (
+                    e.clone(),
+                    events.clone(),
+                    consumed.clone(),
+                    with.clone(),
+                    answer.clone(),
+                );
                 move |conn: &mut Conn| -> futures::future::BoxFuture<
                     '_,
                     Result<(Execution, Committed), StoreError>,
                 > {
                     Box::pin(async move {
                         let mut with = with;
+                        if let Some(a) = answer {
+                            // Before the intent below: it frees the conversation for it.
+                            let conversation_id = e.conversation_id.clone().unwrap_or_default();
+                            crate::messaging::record_outcome(
+                                conn,
+                                &e.project_id,
+                                &a.phone_number_id,
+                                &a.message_id,
+                                &conversation_id,
+                                a.outcome,
+                                now,
+                            )
+                            .await?;
+                        }
                         if let With::Intent(m) = &mut with {
                             // The send goes in the thread's current conversation, one at a time.
                             let (Some(pnid), Some(contact_id)) =
@@ -585,23 +665,6 @@ impl Run<'_> {
                         match with {
                             With::Nothing => {}
                             With::Intent(m) => messages::start_send(conn, &m).await?,
-                            With::Outcome {
-                                phone_number_id,
-                                message_id,
-                                outcome,
-                            } => {
-                                let conversation_id = e.conversation_id.clone().unwrap_or_default();
-                                crate::messaging::record_outcome(
-                                    conn,
-                                    &e.project_id,
-                                    &phone_number_id,
-                                    &message_id,
-                                    &conversation_id,
-                                    outcome,
-                                    now,
-                                )
-                                .await?;
-                            }
                             With::Event(t, detail) => publish(conn, &e, &t, detail, now).await?,
                         }
                         e.revision += 1;
@@ -615,7 +678,8 @@ impl Run<'_> {
             Ok((e, Committed::Saved)) => {
                 // Open inboxes hear of the flow's messages and of its status (their badge).
                 let kind = match &with {
-                    With::Intent(_) | With::Outcome { .. } => Some("message"),
+                    _ if answer.is_some() => Some("message"),
+                    With::Intent(_) => Some("message"),
                     _ if e.status != self.saved_status => Some("conversation"),
                     _ => None,
                 };
@@ -635,6 +699,7 @@ impl Run<'_> {
                 }
                 self.saved_status = e.status.clone();
                 self.e = e;
+                self.answer = None;
                 Ok(Committed::Saved)
             }
             Ok((_, Committed::Busy)) => Ok(Committed::Busy),
@@ -668,6 +733,10 @@ impl Run<'_> {
             return Ok(Err(format!("the called workflow {:?} is archived", w.name)));
         }
         let d = super::definition(self.app, &w.id, w.lock_version).await?;
+        if !self.env_read && d.uses_env() {
+            self.env = crate::env_vars::resolve(self.app, &self.e.project_id).await?;
+            self.env_read = true;
+        }
         self.defs.insert((w.id.clone(), w.lock_version), d);
         Ok(Ok((w.id, w.lock_version)))
     }
@@ -750,10 +819,15 @@ impl Run<'_> {
             started_at: now,
             attempts: 1,
         };
+        if self.answer.is_some() {
+            // The previous send's answer first, with the state as it was then: if this send
+            // must wait for another one in flight, that answer is stored all the same.
+            self.commit(With::Nothing).await?;
+        }
         let (status, effect_before) = (self.e.status.clone(), self.e.effect.clone());
         self.e.status = "running".into();
         self.e.effect = Some(serde_json::to_string(&effect).unwrap_or_default());
-        if let Committed::Busy = self.commit(With::Intent(pending)).await? {
+        if let Committed::Busy = self.commit(With::Intent(Box::new(pending))).await? {
             // A proxy send of the same conversation is in flight: try again in a second.
             self.e.status = status;
             self.e.effect = effect_before;
@@ -829,12 +903,11 @@ impl Run<'_> {
             self.machine.effect_done(&w, result, None);
         }
         self.e.effect = None;
-        self.commit(With::Outcome {
+        self.answer = Some(Answer {
             phone_number_id: number.phone_number_id.clone(),
             message_id: message_id.to_owned(),
             outcome,
-        })
-        .await?;
+        });
         Ok(Sent::Continue)
     }
 

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 use super::{Thread, new_execution, started_event};
 use crate::{App, AppError};
 
-/// Inputs routed per pass.
-const BATCH: i64 = 64;
+/// Inputs routed per pass: each thread's routing is a unit of the group-commit queue, so a
+/// pass costs about one commit whatever its size.
+const BATCH: i64 = 512;
 /// Lease of claimed inputs.
 const LEASE_MILLIS: i64 = 30_000;
 
