@@ -2,7 +2,7 @@
 //! change is recorded as an error while its neighbours are applied. Messages dedupe by wamid,
 //! statuses by (wamid, status), and statuses only move forward.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chasqui_core::ids::new_id;
@@ -23,8 +23,11 @@ use serde_json::Value;
 use crate::{App, webhooks};
 use sha2::Digest;
 
-/// Deliveries claimed per pass (on SQLite, applied in one unit of a shared transaction).
+/// Deliveries claimed by a pass while processing keeps up.
 pub const BATCH: i64 = 32;
+/// SQLite: the most a pass claims while a backlog lasts. A pass is one unit of a shared
+/// transaction, so a larger one costs the same commit; a backlog is cleared in fewer.
+const MAX_BATCH: i64 = 512;
 /// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// Job kind of inbound media downloads.
@@ -41,7 +44,7 @@ struct Source<'a> {
     waba_id: &'a str,
 }
 
-/// Processes one batch of pending deliveries; returns how many were applied.
+/// Processes one batch of up to `limit` pending deliveries; returns how many it claimed.
 ///
 /// The deliveries are claimed with a lease in the inbox, their effects committed on the main
 /// database, then they are marked processed. A crash between the two commits replays them
@@ -53,13 +56,23 @@ struct Source<'a> {
 /// several workers at once and applies each delivery in its own transaction, so row locks
 /// are always taken in one order (contact, conversation, message) and workers cannot
 /// deadlock.
-pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
-    let (applied, noted) = crate::realtime::collecting(apply_batch(app)).await;
+pub async fn process_batch(app: &App, limit: i64) -> Result<usize, StoreError> {
+    let (claimed, noted) = crate::realtime::collecting(apply_batch(app, limit)).await;
     // Changes of a group that rolled back only make an inbox read again: harmless.
     app.publish_changes(noted).await;
-    let (applied, shared) = applied?;
+    let (claimed, shared) = claimed?;
     app.publish_changes(shared).await;
-    Ok(applied)
+    Ok(claimed)
+}
+
+/// How many deliveries the pass after one that claimed `claimed` of `limit` claims: on
+/// SQLite twice as many while passes come back full (a backlog), [`BATCH`] again once one
+/// does not. PostgreSQL's workers share the queue, so each keeps to [`BATCH`].
+pub fn next_limit(app: &App, limit: i64, claimed: usize) -> i64 {
+    match app.db().backend() {
+        chasqui_store::Backend::Sqlite if claimed as i64 >= limit => (limit * 2).min(MAX_BATCH),
+        _ => BATCH,
+    }
 }
 
 /// What applying a batch came to.
@@ -70,11 +83,11 @@ struct Applied {
     failed: Option<(String, StoreError)>,
 }
 
-/// Applies a claimed batch and records the outcome in the inbox; returns how many were
-/// applied and, on SQLite, the changes the shared unit noted (published once committed).
-async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
+/// Claims and applies a batch and records the outcome in the inbox; returns how many were
+/// claimed and, on SQLite, the changes the shared unit noted (published once committed).
+async fn apply_batch(app: &App, limit: i64) -> Result<(usize, Vec<Noted>), StoreError> {
     let db = app.db();
-    let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
+    let pending = events::claim(db, limit, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
         return Ok((0, Vec::new()));
     }
@@ -87,10 +100,11 @@ async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
     };
     let Applied { done, failed } = outcome;
     // Every delivery neither applied nor failed goes back to the queue.
+    let applied: HashSet<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
     let mut unclaimed: Vec<String> = pending
         .iter()
+        .filter(|e| !applied.contains(e.id.as_str()))
         .map(|e| e.id.clone())
-        .filter(|id| !done.iter().any(|(d, _)| d == id))
         .collect();
     if let Some((id, error)) = failed {
         if error.is_retryable_conflict() {
@@ -109,7 +123,7 @@ async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
     if !unclaimed.is_empty() {
         events::release(db, &unclaimed).await?;
     }
-    Ok((done.len(), changes))
+    Ok((pending.len(), changes))
 }
 
 /// The applied deliveries of a shared unit and the changes it noted.
