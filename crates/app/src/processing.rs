@@ -23,11 +23,11 @@ use serde_json::Value;
 use crate::{App, webhooks};
 use sha2::Digest;
 
-/// Deliveries claimed by a pass while processing keeps up.
+/// Deliveries claimed per pass. On SQLite a pass is one unit of a shared transaction: a
+/// larger one clears a backlog in fewer commits but makes the sends sharing those commits
+/// wait longer (measured: growing passes up to 128 or 512 during a backlog cost `bench send`
+/// 15-25 %, for ~10 % more `bench delivery`).
 pub const BATCH: i64 = 32;
-/// SQLite: the most a pass claims while a backlog lasts. A pass is one unit of a shared
-/// transaction, so a larger one costs the same commit; a backlog is cleared in fewer.
-const MAX_BATCH: i64 = 512;
 /// Attempts before a delivery that keeps failing on storage errors is parked as `failed`.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// Job kind of inbound media downloads.
@@ -44,7 +44,7 @@ struct Source<'a> {
     waba_id: &'a str,
 }
 
-/// Processes one batch of up to `limit` pending deliveries; returns how many it claimed.
+/// Processes one batch of pending deliveries; returns how many it claimed.
 ///
 /// The deliveries are claimed with a lease in the inbox, their effects committed on the main
 /// database, then they are marked processed. A crash between the two commits replays them
@@ -56,23 +56,13 @@ struct Source<'a> {
 /// several workers at once and applies each delivery in its own transaction, so row locks
 /// are always taken in one order (contact, conversation, message) and workers cannot
 /// deadlock.
-pub async fn process_batch(app: &App, limit: i64) -> Result<usize, StoreError> {
-    let (claimed, noted) = crate::realtime::collecting(apply_batch(app, limit)).await;
+pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
+    let (claimed, noted) = crate::realtime::collecting(apply_batch(app)).await;
     // Changes of a group that rolled back only make an inbox read again: harmless.
     app.publish_changes(noted).await;
     let (claimed, shared) = claimed?;
     app.publish_changes(shared).await;
     Ok(claimed)
-}
-
-/// How many deliveries the pass after one that claimed `claimed` of `limit` claims: on
-/// SQLite twice as many while passes come back full (a backlog), [`BATCH`] again once one
-/// does not. PostgreSQL's workers share the queue, so each keeps to [`BATCH`].
-pub fn next_limit(app: &App, limit: i64, claimed: usize) -> i64 {
-    match app.db().backend() {
-        chasqui_store::Backend::Sqlite if claimed as i64 >= limit => (limit * 2).min(MAX_BATCH),
-        _ => BATCH,
-    }
 }
 
 /// What applying a batch came to.
@@ -85,9 +75,9 @@ struct Applied {
 
 /// Claims and applies a batch and records the outcome in the inbox; returns how many were
 /// claimed and, on SQLite, the changes the shared unit noted (published once committed).
-async fn apply_batch(app: &App, limit: i64) -> Result<(usize, Vec<Noted>), StoreError> {
+async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
     let db = app.db();
-    let pending = events::claim(db, limit, app.now(), LEASE_MILLIS).await?;
+    let pending = events::claim(db, BATCH, app.now(), LEASE_MILLIS).await?;
     if pending.is_empty() {
         return Ok((0, Vec::new()));
     }

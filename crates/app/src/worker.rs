@@ -3,7 +3,6 @@
 //! point between units of work, so a shutdown drains what is in flight and loses nothing.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chasqui_core::status::CONVERSATION_IDLE_MILLIS;
@@ -97,12 +96,8 @@ async fn idle(woken: Pin<&mut Notified<'_>>, shutdown: &CancellationToken) {
 }
 
 async fn inbound_loop(app: App, shutdown: CancellationToken) {
-    let limit = AtomicI64::new(processing::BATCH);
-    repeat(&app, &shutdown, "processing inbound events", || async {
-        let claimed = processing::process_batch(&app, limit.load(Ordering::Relaxed)).await?;
-        let next = processing::next_limit(&app, limit.load(Ordering::Relaxed), claimed);
-        limit.store(next, Ordering::Relaxed);
-        Ok::<_, chasqui_store::StoreError>(claimed)
+    repeat(&app, &shutdown, "processing inbound events", || {
+        processing::process_batch(&app)
     })
     .await;
 }
