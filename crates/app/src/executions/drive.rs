@@ -249,8 +249,9 @@ struct Run<'a> {
     /// The status as last stored (inboxes hear when it changes).
     saved_status: String,
     /// Meta's answer to the last send, not stored yet: it goes with the next save (the
-    /// wait, the end), so a send costs two commits instead of three. Until then the
-    /// recorded intent stands, and a crash reconciles it as before.
+    /// wait, the end, or a save of its own before the next send), so a send costs two
+    /// commits instead of three. Until then the recorded intent stands, and a crash
+    /// reconciles it as before.
     answer: Option<Answer>,
 }
 
@@ -618,7 +619,8 @@ impl Run<'_> {
                     Box::pin(async move {
                         let mut with = with;
                         if let Some(a) = answer {
-                            // Before the intent below: it frees the conversation for it.
+                            // Meta's answer to the last send (never with an intent: that
+                            // send's answer is saved first, see `send`).
                             let conversation_id = e.conversation_id.clone().unwrap_or_default();
                             crate::messaging::record_outcome(
                                 conn,
