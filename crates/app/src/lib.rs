@@ -52,6 +52,9 @@ pub struct Settings {
     pub workflow_step_lease_ms: i64,
     /// SMTP for emailing notices to project members; `None`: notices are only recorded.
     pub smtp: Option<mail::SmtpSettings>,
+    /// How long processed inbound deliveries (Meta's raw bodies) are kept (ms); `None`
+    /// keeps them forever.
+    pub inbound_retention_ms: Option<i64>,
 }
 
 /// Definition versions loaded on this node (versions never change once stored).

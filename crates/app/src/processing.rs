@@ -65,6 +65,29 @@ pub async fn process_batch(app: &App) -> Result<usize, StoreError> {
     Ok(claimed)
 }
 
+/// Rows deleted per statement by [`prune_processed`], so ingest never waits long for the
+/// inbox's writer.
+const PRUNE_CHUNK: i64 = 500;
+
+/// Deletes the processed deliveries older than the retention setting (none when it keeps
+/// them forever); returns how many went. Messages and statuses stay: only Meta's raw bodies
+/// go. Pending and failed deliveries are kept whatever their age.
+pub async fn prune_processed(app: &App) -> Result<u64, StoreError> {
+    let Some(retention) = app.settings().inbound_retention_ms else {
+        return Ok(0);
+    };
+    let before = chasqui_core::ids::v7_floor(app.now() - retention);
+    let mut deleted = 0;
+    loop {
+        let n = events::delete_processed_before(app.db(), &before, PRUNE_CHUNK).await?;
+        deleted += n;
+        if n < PRUNE_CHUNK as u64 {
+            return Ok(deleted);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// What applying a batch came to.
 struct Applied {
     /// Applied deliveries, with the errors of their unusable parts.

@@ -182,6 +182,14 @@ async fn sweeper_loop(app: App, shutdown: CancellationToken) {
             Ok(n) => tracing::info!(ended = n, "ended idle conversations"),
             Err(e) => tracing::error!(error = %e, "ending idle conversations failed"),
         }
+        match processing::prune_processed(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "deleted processed inbound deliveries past their retention"
+            ),
+            Err(e) => tracing::error!(error = %e, "deleting old inbound deliveries failed"),
+        }
         match crate::webhooks::sweep_inactive(&app, app.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(queued = n, "inactive-conversation events queued"),

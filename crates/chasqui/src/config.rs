@@ -97,6 +97,11 @@ pub struct ConfigArgs {
     /// confirmed it by then. Keep it above the Graph API timeout (30 s) in production.
     #[arg(long, env = "CHASQUI_WORKFLOW_STEP_LEASE", global = true)]
     pub workflow_step_lease: Option<String>,
+    /// Days a processed delivery from Meta stays in the inbox (its raw body, for replays and
+    /// inspection) before it is deleted [default: 7]; `0` keeps them forever. Messages and
+    /// statuses themselves are kept: only the raw deliveries go.
+    #[arg(long, env = "CHASQUI_INBOUND_RETENTION_DAYS", global = true)]
+    pub inbound_retention_days: Option<String>,
     /// SMTP server for notices to project members (a webhook paused, a workflow failing):
     /// `smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`, or
     /// `smtp://host:25` (unencrypted). Unset: notices are only recorded.
@@ -127,6 +132,7 @@ struct FileConfig {
     webhook_allow_private: Option<bool>,
     webhook_retry_schedule: Option<String>,
     workflow_step_lease: Option<toml::Value>,
+    inbound_retention_days: Option<toml::Value>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     sqlite_writer_cpu: Option<toml::Value>,
@@ -155,6 +161,8 @@ pub struct Config {
     pub webhook_retry_schedule: Vec<u64>,
     /// Lease of a workflow step (seconds).
     pub workflow_step_lease: i64,
+    /// Days processed inbound deliveries are kept; `None` keeps them forever.
+    pub inbound_retention_days: Option<i64>,
     /// SMTP for notices (the URL may hold a password: never printed).
     pub smtp: Option<chasqui_app::mail::SmtpSettings>,
     /// Where the SQLite writer runs.
@@ -174,6 +182,7 @@ impl fmt::Debug for Config {
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .field("workflow_step_lease", &self.workflow_step_lease)
+            .field("inbound_retention_days", &self.inbound_retention_days)
             .field("sqlite_writer_cpu", &self.sqlite_writer_cpu)
             .field(
                 "smtp",
@@ -335,6 +344,24 @@ impl ConfigArgs {
                     "expected whole seconds, 1 to 3600",
                 )
             })?;
+        let retention_text = self
+            .inbound_retention_days
+            .clone()
+            .or(file.inbound_retention_days.map(toml_text))
+            .unwrap_or_else(|| "7".into());
+        let inbound_retention_days = retention_text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (0..=3650).contains(d))
+            .map(|d| (d > 0).then_some(d))
+            .ok_or_else(|| {
+                err(
+                    "inbound_retention_days",
+                    &retention_text,
+                    "expected whole days, 0 (keep forever) to 3650",
+                )
+            })?;
         let smtp_from = self
             .smtp_from
             .clone()
@@ -373,6 +400,7 @@ impl ConfigArgs {
             webhook_allow_private,
             webhook_retry_schedule,
             workflow_step_lease,
+            inbound_retention_days,
         })
     }
 
@@ -434,6 +462,24 @@ mod tests {
         let msg = bad.expect_err("bad cpu").to_string();
         assert!(
             msg.contains("sqlite_writer_cpu") && msg.contains("fastest"),
+            "{msg}"
+        );
+        assert_eq!(c.inbound_retention_days, Some(7));
+        let forever = ConfigArgs {
+            inbound_retention_days: Some("0".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("keep forever");
+        assert_eq!(forever.inbound_retention_days, None);
+        let bad = ConfigArgs {
+            inbound_retention_days: Some("-1".into()),
+            ..Default::default()
+        }
+        .resolve();
+        let msg = bad.expect_err("negative retention").to_string();
+        assert!(
+            msg.contains("inbound_retention_days") && msg.contains("-1"),
             "{msg}"
         );
     }

@@ -100,6 +100,7 @@ fn settings(config: &Config) -> Settings {
         webhook_retry_schedule: config.webhook_retry_schedule.clone(),
         workflow_step_lease_ms: config.workflow_step_lease * 1000,
         smtp: config.smtp.clone(),
+        inbound_retention_ms: config.inbound_retention_days.map(|d| d * 86_400_000),
     }
 }
 

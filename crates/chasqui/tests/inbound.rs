@@ -404,12 +404,9 @@ async fn one_bad_change_keeps_its_neighbours(backend: Backend) {
 }
 both_backends!(one_bad_change_keeps_its_neighbours);
 
-/// A delivery whose storage fails (a database trigger refuses its message) is retried on its
-/// own and parked as failed after five attempts, with nothing of it left behind; deliveries
-/// processed with it in one batch (on SQLite, one unit of a shared transaction) are applied.
-async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
-    let mut h = Harness::start(backend).await;
-    let db = h.app().db().clone();
+/// Makes the database refuse to store a message whose text is "poison" (a storage error in
+/// the middle of processing a delivery).
+async fn refuse_poison(db: &chasqui_store::Db, backend: Backend) {
     let refuse = match backend {
         Backend::Sqlite => vec![
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
@@ -427,6 +424,15 @@ async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
             .await
             .expect("trigger");
     }
+}
+
+/// A delivery whose storage fails (a database trigger refuses its message) is retried on its
+/// own and parked as failed after five attempts, with nothing of it left behind; deliveries
+/// processed with it in one batch (on SQLite, one unit of a shared transaction) are applied.
+async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
+    let mut h = Harness::start(backend).await;
+    let db = h.app().db().clone();
+    refuse_poison(&db, backend).await;
     let t0 = common::now_secs() - 60;
     let bodies = [
         envelope(vec![text_change("wamid.P1", "16505550001", t0, "fine")]),
@@ -492,6 +498,62 @@ async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
     h.stop().await;
 }
 both_backends!(a_delivery_that_cannot_be_stored_is_parked_alone);
+
+/// Processed deliveries (Meta's raw bodies) are deleted once past the retention (7 days by
+/// default); the messages they carried stay, a failed delivery stays, and a late retry of a
+/// deleted delivery is still recognised as a duplicate.
+async fn processed_deliveries_are_pruned_after_their_retention(backend: Backend) {
+    use chasqui_core::{Clock, ManualClock, SystemClock};
+    let clock = ManualClock::new(SystemClock.now());
+    let mut h = Harness::start_with_clock(
+        backend,
+        chasqui::config::ConfigArgs::default(),
+        std::sync::Arc::new(clock.clone()),
+    )
+    .await;
+    let db = h.app().db().clone();
+    refuse_poison(&db, backend).await;
+    let t0 = common::now_secs() - 60;
+    let kept = envelope(vec![text_change("wamid.R1", "16505550011", t0, "one")]);
+    for body in [
+        kept.clone(),
+        envelope(vec![text_change("wamid.R2", "16505550012", t0, "two")]),
+        envelope(vec![text_change("wamid.R3", "16505550013", t0, "poison")]),
+    ] {
+        assert_eq!(h.post_webhook(&body, None).await, 200);
+    }
+    h.settle().await;
+    let total = || async {
+        chasqui_store::events::total_count(&db)
+            .await
+            .expect("count")
+    };
+    assert_eq!(total().await, 3);
+    let prune = || async {
+        chasqui_app::processing::prune_processed(h.app())
+            .await
+            .expect("prune")
+    };
+    clock.advance_millis(6 * 86_400_000);
+    assert_eq!(prune().await, 0, "six days old: kept");
+    assert_eq!(total().await, 3);
+    clock.advance_millis(2 * 86_400_000);
+    assert_eq!(prune().await, 2, "eight days old: the processed ones go");
+    assert_eq!(total().await, 1, "the failed delivery stays");
+    assert_eq!(
+        chasqui_store::events::failed_count(&db)
+            .await
+            .expect("failed"),
+        1
+    );
+    assert_eq!(messages_of(&h, CLOUD_PNID, "").await.len(), 2);
+    // Meta retries a delivery for days: the message is not stored twice.
+    assert_eq!(h.post_webhook(&kept, None).await, 200);
+    h.settle().await;
+    assert_eq!(messages_of(&h, CLOUD_PNID, "").await.len(), 2);
+    h.stop().await;
+}
+both_backends!(processed_deliveries_are_pruned_after_their_retention);
 
 async fn every_fixture_is_applied(backend: Backend) {
     let mut h = Harness::start(backend).await;

@@ -8,6 +8,14 @@ pub fn new_id() -> String {
     Uuid::now_v7().to_string()
 }
 
+/// The smallest UUIDv7 string of millisecond `millis` (epoch): every id made at or after that
+/// moment sorts at or above it, every id made before sorts below, so an id range stands for
+/// a time range without an index on a time column.
+pub fn v7_floor(millis: i64) -> String {
+    let ms = u128::try_from(millis.max(0)).unwrap_or(0) & ((1 << 48) - 1);
+    Uuid::from_u128((ms << 80) | (0x7 << 76) | (0b10 << 62)).to_string()
+}
+
 /// Whether `text` is a syntactically valid UUID (any version).
 pub fn is_uuid(text: &str) -> bool {
     Uuid::parse_str(text).is_ok()
@@ -47,6 +55,22 @@ pub fn random_token(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_v7_floor_of_a_moment_splits_ids_before_and_after_it() {
+        let before = new_id();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let floor = v7_floor(now - 1);
+        let after = new_id();
+        assert!(before < floor, "{before} < {floor}");
+        assert!(floor <= after, "{floor} <= {after}");
+        assert!(is_uuid(&floor));
+        assert_eq!(v7_floor(-5), v7_floor(0));
+    }
 
     #[test]
     fn ids_sort_in_creation_order() {

@@ -245,6 +245,21 @@ pub async fn failed_count(db: &Db) -> crate::Result<i64> {
         .await
 }
 
+/// Deletes up to `limit` processed deliveries stored before the moment `before_id` stands
+/// for (a UUIDv7 floor: ids are time-ordered, so the primary key finds them); pending and
+/// failed ones stay. Returns how many went.
+pub async fn delete_processed_before(db: &Db, before_id: &str, limit: i64) -> crate::Result<u64> {
+    let done = crate::sql::query(
+        "DELETE FROM inbound_events WHERE id IN (\
+           SELECT id FROM inbound_events WHERE id < $1 AND status = 'processed' ORDER BY id LIMIT $2)",
+    )
+    .bind(before_id)
+    .bind(limit)
+    .execute(db.inbox())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deliveries still waiting for processing.
 pub async fn pending_count(db: &Db) -> crate::Result<i64> {
     crate::sql::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE status = 'pending'")
