@@ -263,15 +263,7 @@ async fn handshake_and_health(backend: Backend) {
             "{path}"
         );
     }
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("chasqui_inbound_events_pending 0"),
         "{metrics}"

@@ -453,15 +453,7 @@ async fn waits_resume_on_the_manual_clock(backend: Backend) {
     assert_eq!(ctx["system"]["last_resume"]["reason"], "timeout");
     assert!(ctx["vars"].get("reply").is_none());
     assert!(event_types(&e).iter().any(|t| t == "wait_timeout"));
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("chasqui_workflow_executions{status=\"ended\"} 1"),
         "{metrics}"

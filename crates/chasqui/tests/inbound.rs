@@ -468,12 +468,7 @@ async fn a_delivery_that_cannot_be_stored_is_parked_alone(backend: Backend) {
         "{:?}",
         failed[0].errors
     );
-    let metrics = reqwest::get(h.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("chasqui_inbound_events_failed 1\n"),
         "{metrics}"

@@ -306,15 +306,7 @@ async fn failures_are_retried_then_kept(backend: Backend) {
             "/platform/v1/webhook_deliveries?webhook_id={dead_id}"
         ))
         .await;
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("chasqui_webhook_deliveries_failed 1"),
         "{metrics}"

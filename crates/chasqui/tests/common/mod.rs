@@ -265,6 +265,18 @@ impl Harness {
     }
 
     /// A simulated customer message through the embedded sandbox; returns the wamid.
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn customer_says(&self, from: &str, name: &str, message: Value) -> String {
         let path = format!("/sandbox/v1/phone_numbers/{}/inbound", self.sandbox_pnid);
         let (status, body) = self
