@@ -206,6 +206,20 @@ fn toml_text(v: toml::Value) -> String {
     }
 }
 
+/// A whole number within `range`, else an error naming `key` and the value.
+fn whole(
+    key: &'static str,
+    text: &str,
+    range: std::ops::RangeInclusive<i64>,
+    expected: &'static str,
+) -> Result<i64, ConfigError> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| err(key, text, expected))
+}
+
 fn check_http_url(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim().trim_end_matches('/');
     let rest = trimmed
@@ -283,16 +297,12 @@ impl ConfigArgs {
             .clone()
             .or(file.media_url_ttl.map(toml_text))
             .unwrap_or_else(|| "300".into());
-        let media_url_ttl = match ttl_text.parse::<i64>() {
-            Ok(n) if (10..=86_400).contains(&n) => n,
-            _ => {
-                return Err(err(
-                    "media_url_ttl",
-                    &ttl_text,
-                    "expected seconds from 10 to 86400",
-                ));
-            }
-        };
+        let media_url_ttl = whole(
+            "media_url_ttl",
+            &ttl_text,
+            10..=86_400,
+            "expected seconds from 10 to 86400",
+        )?;
         let allow_text = self
             .webhook_allow_private
             .clone()
@@ -332,36 +342,24 @@ impl ConfigArgs {
             .clone()
             .or(file.workflow_step_lease.map(toml_text))
             .unwrap_or_else(|| "60".into());
-        let workflow_step_lease = lease_text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|s| (1..=3600).contains(s))
-            .ok_or_else(|| {
-                err(
-                    "workflow_step_lease",
-                    &lease_text,
-                    "expected whole seconds, 1 to 3600",
-                )
-            })?;
+        let workflow_step_lease = whole(
+            "workflow_step_lease",
+            &lease_text,
+            1..=3600,
+            "expected whole seconds, 1 to 3600",
+        )?;
         let retention_text = self
             .inbound_retention_days
             .clone()
             .or(file.inbound_retention_days.map(toml_text))
             .unwrap_or_else(|| "7".into());
-        let inbound_retention_days = retention_text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (0..=3650).contains(d))
-            .map(|d| (d > 0).then_some(d))
-            .ok_or_else(|| {
-                err(
-                    "inbound_retention_days",
-                    &retention_text,
-                    "expected whole days, 0 (keep forever) to 3650",
-                )
-            })?;
+        let inbound_retention_days = Some(whole(
+            "inbound_retention_days",
+            &retention_text,
+            0..=3650,
+            "expected whole days, 0 (keep forever) to 3650",
+        )?)
+        .filter(|d| *d > 0);
         let smtp_from = self
             .smtp_from
             .clone()
