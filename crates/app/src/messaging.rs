@@ -160,18 +160,6 @@ async fn send_once(
     let now = app.now();
     let db = app.db();
 
-    // Outside the customer-service window only templates may go: refuse before any write.
-    if kind != "template" {
-        let last_inbound =
-            conversations::last_inbound_at(db, &number.project_id, &number.phone_number_id, &wa_id)
-                .await?;
-        let open = last_inbound
-            .is_some_and(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now);
-        if !open {
-            return Err(SendError::WindowClosed);
-        }
-    }
-
     // Media sent by the id of a file uploaded through the proxy links to that file.
     let media_id = match request
         .get(&kind)
@@ -191,7 +179,8 @@ async fn send_once(
         _ => None,
     };
     let id = new_id();
-    let content = chasqui_meta::content::render(&Value::Object(request.clone()));
+    let has_media = chasqui_meta::content::MEDIA_TYPES.contains(&kind.as_str());
+    let content = chasqui_meta::content::render(&Value::Object(request));
     let message = NewMessage {
         id: id.clone(),
         project_id: number.project_id.clone(),
@@ -203,17 +192,25 @@ async fn send_once(
         message_type: kind.clone(),
         status: MessageStatus::Pending.as_str().into(),
         status_rank: MessageStatus::Pending.rank(),
-        body: Value::Object(request.clone()).to_string(),
+        // The same compact serialization as the bytes sent to Meta.
+        body: String::from_utf8_lossy(&raw).into_owned(),
         content: content.clone(),
-        has_media: chasqui_meta::content::MEDIA_TYPES.contains(&kind.as_str()),
+        has_media,
         media_id,
         sent_at: now,
         created_at: now,
     };
 
-    // The contact, its conversation and the pending message exist before the call.
-    let conversation_id = match begin(app, &wa_id, &message).await? {
+    // The contact, its conversation and the pending message exist before the call; outside
+    // the customer-service window only templates may go, refused before any write.
+    let window = if kind == "template" {
+        Window::Ignore
+    } else {
+        Window::Require
+    };
+    let conversation_id = match begin(app, &wa_id, &message, window).await? {
         Begun::Started(conversation_id) => conversation_id,
+        Begun::WindowClosed => return Err(SendError::WindowClosed),
         Begun::Busy(conversation_id) => {
             // One send per conversation at a time; an abandoned one does not block forever.
             if !messages::expire_in_flight(db, &conversation_id, now - IN_FLIGHT_MILLIS, now)
@@ -221,8 +218,9 @@ async fn send_once(
             {
                 return Err(SendError::InFlight);
             }
-            match begin(app, &wa_id, &message).await? {
+            match begin(app, &wa_id, &message, window).await? {
                 Begun::Started(conversation_id) => conversation_id,
+                Begun::WindowClosed => return Err(SendError::WindowClosed),
                 Begun::Busy(_) => return Err(SendError::InFlight),
             }
         }
@@ -261,8 +259,19 @@ async fn send_once(
     })
 }
 
+/// Whether a send needs the customer-service window open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Free-form messages: the customer wrote in the last 24 hours.
+    Require,
+    /// Templates go at any time.
+    Ignore,
+}
+
 /// Whether a send could start in its conversation.
 enum Begun {
+    /// The window is closed: nothing was written.
+    WindowClosed,
     /// The pending message is stored, in flight, in this conversation.
     Started(String),
     /// Another send of this conversation is in flight.
@@ -270,14 +279,35 @@ enum Begun {
 }
 
 /// Stores the contact, its current conversation and the pending in-flight message in one
-/// group-committed unit.
-async fn begin(app: &App, wa_id: &str, message: &NewMessage) -> Result<Begun, SendError> {
+/// group-committed unit, once the window (when required) is found open in that same
+/// transaction.
+async fn begin(
+    app: &App,
+    wa_id: &str,
+    message: &NewMessage,
+    window: Window,
+) -> Result<Begun, SendError> {
     let now = app.now();
     let begun = app
         .write_unit(|| {
             let (wa_id, mut message) = (wa_id.to_owned(), message.clone());
             move |conn: &mut chasqui_store::Conn| -> futures::future::BoxFuture<'_, chasqui_store::Result<Begun>> {
             Box::pin(async move {
+                if window == Window::Require {
+                    let last_inbound = conversations::last_inbound_at(
+                        &mut *conn,
+                        &message.project_id,
+                        &message.phone_number_id,
+                        &wa_id,
+                    )
+                    .await?;
+                    let open = last_inbound.is_some_and(|t| {
+                        t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now
+                    });
+                    if !open {
+                        return Ok(Begun::WindowClosed);
+                    }
+                }
                 let identity = Identity {
                     wa_id: Some(wa_id),
                     user_id: None,

@@ -294,8 +294,8 @@ pub async fn set_status(
 }
 
 /// When the customer `wa_id` last wrote in its active conversation with a number.
-pub async fn last_inbound_at(
-    db: &Db,
+pub async fn last_inbound_at<E: crate::sql::Exec>(
+    on: E,
     project_id: &str,
     phone_number_id: &str,
     wa_id: &str,
@@ -312,7 +312,7 @@ pub async fn last_inbound_at(
     .bind(project_id)
     .bind(phone_number_id)
     .bind(wa_id)
-    .fetch_optional(db.reader())
+    .fetch_optional(on)
     .await?;
     Ok(found.flatten())
 }

@@ -784,8 +784,13 @@ impl Run<'_> {
         };
         let now = app.now();
         if kind != "template" {
-            let last =
-                conversations::last_inbound_at(app.db(), &self.e.project_id, &pnid, &wa_id).await?;
+            let last = conversations::last_inbound_at(
+                app.db().reader(),
+                &self.e.project_id,
+                &pnid,
+                &wa_id,
+            )
+            .await?;
             let open = last
                 .is_some_and(|t| t + chasqui_core::status::CUSTOMER_SERVICE_WINDOW_MILLIS > now);
             if !open {
