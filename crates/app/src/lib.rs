@@ -55,6 +55,9 @@ pub struct Settings {
     /// How long processed inbound deliveries (Meta's raw bodies) are kept (ms); `None`
     /// keeps them forever.
     pub inbound_retention_ms: Option<i64>,
+    /// How long delivered webhook events stay in the delivery log (ms); `None` keeps them
+    /// forever.
+    pub webhook_retention_ms: Option<i64>,
 }
 
 /// Definition versions loaded on this node (versions never change once stored).

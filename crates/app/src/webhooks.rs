@@ -1059,6 +1059,34 @@ pub async fn deliver_due(app: &App, client: &reqwest::Client) -> Result<usize, A
     Ok(n)
 }
 
+/// Deliveries deleted per statement by [`prune_delivered`], so sends and processing never
+/// wait long for the writer.
+const PRUNE_CHUNK: i64 = 500;
+
+/// Deletes the delivered webhook events (deliveries and attempts) older than the retention
+/// setting, project by project (deleting a webhook deletes its log, so only projects with
+/// webhooks have one); returns how many deliveries went. Waiting and failed
+/// deliveries are kept whatever their age.
+pub async fn prune_delivered(app: &App) -> Result<u64, StoreError> {
+    let Some(retention) = app.settings().webhook_retention_ms else {
+        return Ok(0);
+    };
+    let before = app.now() - retention;
+    let mut deleted = 0;
+    for project_id in webhooks::projects_with_webhooks(app.db()).await? {
+        loop {
+            let n = webhooks::delete_finished_before(app.db(), &project_id, before, PRUNE_CHUNK)
+                .await?;
+            deleted += n;
+            if n < PRUNE_CHUNK as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(deleted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,6 +190,14 @@ async fn sweeper_loop(app: App, shutdown: CancellationToken) {
             ),
             Err(e) => tracing::error!(error = %e, "deleting old inbound deliveries failed"),
         }
+        match crate::webhooks::prune_delivered(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "deleted delivered webhook events past their retention"
+            ),
+            Err(e) => tracing::error!(error = %e, "deleting old webhook deliveries failed"),
+        }
         match crate::webhooks::sweep_inactive(&app, app.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(queued = n, "inactive-conversation events queued"),

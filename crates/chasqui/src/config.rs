@@ -102,6 +102,11 @@ pub struct ConfigArgs {
     /// statuses themselves are kept: only the raw deliveries go.
     #[arg(long, env = "CHASQUI_INBOUND_RETENTION_DAYS", global = true)]
     pub inbound_retention_days: Option<String>,
+    /// Days the log of a delivered webhook event (the delivery and its attempts) is kept
+    /// [default: 30]; `0` keeps it forever. Waiting and failed deliveries are kept whatever
+    /// their age, so a failed one can still be retried.
+    #[arg(long, env = "CHASQUI_WEBHOOK_RETENTION_DAYS", global = true)]
+    pub webhook_retention_days: Option<String>,
     /// SMTP server for notices to project members (a webhook paused, a workflow failing):
     /// `smtps://user:pass@host:465`, `smtp://user:pass@host:587?tls=required`, or
     /// `smtp://host:25` (unencrypted). Unset: notices are only recorded.
@@ -133,6 +138,7 @@ struct FileConfig {
     webhook_retry_schedule: Option<String>,
     workflow_step_lease: Option<toml::Value>,
     inbound_retention_days: Option<toml::Value>,
+    webhook_retention_days: Option<toml::Value>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     sqlite_writer_cpu: Option<toml::Value>,
@@ -163,6 +169,8 @@ pub struct Config {
     pub workflow_step_lease: i64,
     /// Days processed inbound deliveries are kept; `None` keeps them forever.
     pub inbound_retention_days: Option<i64>,
+    /// Days delivered webhook events are logged; `None` keeps them forever.
+    pub webhook_retention_days: Option<i64>,
     /// SMTP for notices (the URL may hold a password: never printed).
     pub smtp: Option<chasqui_app::mail::SmtpSettings>,
     /// Where the SQLite writer runs.
@@ -183,6 +191,7 @@ impl fmt::Debug for Config {
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .field("workflow_step_lease", &self.workflow_step_lease)
             .field("inbound_retention_days", &self.inbound_retention_days)
+            .field("webhook_retention_days", &self.webhook_retention_days)
             .field("sqlite_writer_cpu", &self.sqlite_writer_cpu)
             .field(
                 "smtp",
@@ -360,6 +369,18 @@ impl ConfigArgs {
             "expected whole days, 0 (keep forever) to 3650",
         )?)
         .filter(|d| *d > 0);
+        let webhook_retention_text = self
+            .webhook_retention_days
+            .clone()
+            .or(file.webhook_retention_days.map(toml_text))
+            .unwrap_or_else(|| "30".into());
+        let webhook_retention_days = Some(whole(
+            "webhook_retention_days",
+            &webhook_retention_text,
+            0..=3650,
+            "expected whole days, 0 (keep forever) to 3650",
+        )?)
+        .filter(|d| *d > 0);
         let smtp_from = self
             .smtp_from
             .clone()
@@ -399,6 +420,7 @@ impl ConfigArgs {
             webhook_retry_schedule,
             workflow_step_lease,
             inbound_retention_days,
+            webhook_retention_days,
         })
     }
 
@@ -478,6 +500,24 @@ mod tests {
         let msg = bad.expect_err("negative retention").to_string();
         assert!(
             msg.contains("inbound_retention_days") && msg.contains("-1"),
+            "{msg}"
+        );
+        assert_eq!(c.webhook_retention_days, Some(30));
+        let forever = ConfigArgs {
+            webhook_retention_days: Some("0".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("keep forever");
+        assert_eq!(forever.webhook_retention_days, None);
+        let bad = ConfigArgs {
+            webhook_retention_days: Some("3651".into()),
+            ..Default::default()
+        }
+        .resolve();
+        let msg = bad.expect_err("too long").to_string();
+        assert!(
+            msg.contains("webhook_retention_days") && msg.contains("3651"),
             "{msg}"
         );
     }

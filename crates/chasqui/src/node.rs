@@ -101,6 +101,7 @@ fn settings(config: &Config) -> Settings {
         workflow_step_lease_ms: config.workflow_step_lease * 1000,
         smtp: config.smtp.clone(),
         inbound_retention_ms: config.inbound_retention_days.map(|d| d * 86_400_000),
+        webhook_retention_ms: config.webhook_retention_days.map(|d| d * 86_400_000),
     }
 }
 

@@ -453,6 +453,24 @@ async fn pausing_resuming_and_recovery(backend: Backend) {
         seen_before,
         "nothing sent while paused"
     );
+    // They wait outside the send queue (claims never walk past them), listed as pending.
+    let queued: i64 = chasqui_store::sql::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending'",
+    )
+    .bind(&id)
+    .fetch_one(h.app().db().reader())
+    .await
+    .expect("count");
+    assert_eq!(
+        queued, 0,
+        "nothing of a paused webhook is in the send queue"
+    );
+    let waiting = deliveries_of(&h, &id, "pending").await;
+    assert!(!waiting.is_empty());
+    assert!(
+        waiting.iter().all(|d| d["status"] == "pending"),
+        "{waiting:?}"
+    );
 
     // Re-enabling resumes: the held event arrives.
     *sink.fail_first.lock().expect("lock") = 0;
@@ -830,6 +848,50 @@ async fn received_messages_are_buffered_per_conversation(backend: Backend) {
         .get("/platform/v1/webhook_deliveries?status=batched&limit=100")
         .await;
     assert_eq!(log["data"].as_array().expect("data").len(), 6);
+
+    // Paused (as after repeated failures), then enabled again: what arrived meanwhile was
+    // held, and rejoins its buffer.
+    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    {
+        let db = h.app().db();
+        let mut tx = db.writer().begin().await.expect("tx");
+        let paused = chasqui_store::webhooks::pause(&mut tx, &id, "test", h.app().now())
+            .await
+            .expect("pause");
+        assert!(paused);
+        tx.commit().await.expect("commit");
+    }
+    let deliveries_before = sink.seen.lock().expect("lock").len();
+    for text in ["late-1", "late-2"] {
+        h.customer_says(
+            "15550002222",
+            "Bea",
+            json!({"type": "text", "text": {"body": text}}),
+        )
+        .await;
+    }
+    h.settle().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        sink.seen.lock().expect("lock").len(),
+        deliveries_before,
+        "nothing sent while paused, though the window has passed"
+    );
+    let (status, body) = h
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/platform/v1/whatsapp/webhooks/{id}"),
+            json!({"whatsapp_webhook": {"active": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_until("the held pair arrives as one batch", || async {
+        sink.events("whatsapp.message.received").len() == 4
+    })
+    .await;
+    let (headers, _) = sink.events("whatsapp.message.received").remove(3);
+    assert_eq!(headers["x-batch-size"], "2");
+    assert_eq!(contents(3), ["late-1", "late-2"]);
 }
 both_backends!(received_messages_are_buffered_per_conversation);
 
@@ -1130,3 +1192,116 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
     wait_until("paused at 20", paused).await;
 }
 both_backends!(pause_boundary_on_the_manual_clock);
+
+/// Deliveries of a webhook, as the API lists them.
+async fn deliveries_of(h: &Harness, webhook_id: &str, status: &str) -> Vec<Value> {
+    let (code, log) = h
+        .get(&format!(
+            "/platform/v1/webhook_deliveries?webhook_id={webhook_id}&status={status}&limit=100"
+        ))
+        .await;
+    assert_eq!(code, 200, "{log}");
+    log["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Rows of `table` (webhook_deliveries or webhook_attempts) that belong to a webhook.
+async fn stored_rows(h: &Harness, table: &str, webhook_id: &str) -> i64 {
+    let sql = match table {
+        "webhook_deliveries" => "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1",
+        _ => {
+            "SELECT COUNT(*) FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)"
+        }
+    };
+    chasqui_store::sql::query_scalar::<i64>(sql)
+        .bind(webhook_id)
+        .fetch_one(h.app().db().reader())
+        .await
+        .expect("count")
+}
+
+/// Delivered events leave the delivery log once past the retention (30 days by default),
+/// with their attempts; failed deliveries stay, and can still be retried.
+async fn delivered_events_are_pruned_after_their_retention(backend: Backend) {
+    use chasqui_core::{Clock, ManualClock, SystemClock};
+    let clock = ManualClock::new(SystemClock.now());
+    let extra = chasqui::config::ConfigArgs {
+        webhook_retry_schedule: Some("1".into()),
+        ..Default::default()
+    };
+    let h = Harness::start_with_clock(backend, extra, Arc::new(clock.clone())).await;
+    let (ok_sink, ok_url) = Sink::start(0).await;
+    let (_bad_sink, bad_url) = Sink::start(1_000_000).await;
+    let mut ids = Vec::new();
+    for url in [&ok_url, &bad_url] {
+        let (status, created) = h
+            .post(
+                "/platform/v1/whatsapp/webhooks",
+                json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["data"]["id"].as_str().expect("id").to_owned());
+    }
+    let (ok, bad) = (&ids[0], &ids[1]);
+    for i in 0..2 {
+        h.customer_says(
+            &format!("1555000810{i}"),
+            "Old",
+            json!({"type": "text", "text": {"body": "old news"}}),
+        )
+        .await;
+    }
+    let h = &h;
+    wait_until("both delivered", || async {
+        deliveries_of(h, ok, "delivered").await.len() == 2
+    })
+    .await;
+    assert_eq!(ok_sink.events("whatsapp.message.received").len(), 2);
+    wait_until("first failed attempts recorded", || async {
+        let log = deliveries_of(h, bad, "pending").await;
+        log.len() == 2 && log.iter().all(|d| d["attempt_count"] == 1)
+    })
+    .await;
+    clock.advance_millis(2_000);
+    h.app().wake();
+    wait_until("the failing ones give up", || async {
+        deliveries_of(h, bad, "failed").await.len() == 2
+    })
+    .await;
+    assert_eq!(stored_rows(h, "webhook_attempts", ok).await, 2);
+    assert_eq!(stored_rows(h, "webhook_attempts", bad).await, 4);
+
+    let prune = || async {
+        chasqui_app::webhooks::prune_delivered(h.app())
+            .await
+            .expect("prune")
+    };
+    clock.advance_millis(29 * 86_400_000);
+    assert_eq!(prune().await, 0, "29 days old: kept");
+    assert_eq!(deliveries_of(h, ok, "delivered").await.len(), 2);
+    clock.advance_millis(2 * 86_400_000);
+    assert_eq!(prune().await, 2, "31 days old: the delivered ones go");
+    assert_eq!(prune().await, 0, "once");
+    assert_eq!(stored_rows(h, "webhook_deliveries", ok).await, 0);
+    assert_eq!(
+        stored_rows(h, "webhook_attempts", ok).await,
+        0,
+        "their attempts go with them"
+    );
+    let failed = deliveries_of(h, bad, "failed").await;
+    assert_eq!(failed.len(), 2, "failed deliveries stay");
+    assert_eq!(failed[0]["attempts"].as_array().expect("attempts").len(), 2);
+    let (status, retried) = h
+        .post(
+            &format!(
+                "/platform/v1/webhook_deliveries/{}/retry",
+                failed[0]["id"].as_str().expect("id")
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["data"]["requeued"], 1);
+}
+both_backends!(delivered_events_are_pruned_after_their_retention);

@@ -217,6 +217,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "query_plans",
         include_str!("../migrations/0017_query_plans.sql"),
     ),
+    (
+        18,
+        "inbound_failed",
+        include_str!("../migrations/0018_inbound_failed.sql"),
+    ),
+    (
+        19,
+        "webhook_held",
+        include_str!("../migrations/0019_webhook_held.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -93,6 +93,10 @@ const ALLOWED: &[(&str, &str)] = &[
         "the inactivity sweep marks every subscribed webhook once a pass (few rows)",
     ),
     (
+        "SELECT DISTINCT project_id FROM webhooks",
+        "the delivery-log retention visits each project with webhooks once a pass (few rows)",
+    ),
+    (
         "INSERT INTO contacts (id, project_id, contact_key",
         "SQLite plans the foreign-key checks of the rows that reference a contact, but runs them \
          only while a deferred violation is outstanding; Chasqui's keys are immediate",
@@ -107,6 +111,7 @@ const QUEUE_INDEXES: &[&str] = &[
     "webhook_deliveries_queue",
     "webhook_deliveries_buffers",
     "webhook_deliveries_failed",
+    "webhook_deliveries_held",
     "notifications_unsent",
 ];
 

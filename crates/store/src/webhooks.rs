@@ -108,13 +108,51 @@ fn bind_all(q: crate::sql::Query, w: &Webhook) -> crate::sql::Query {
         .bind(w.updated_at)
 }
 
-/// Replaces a webhook's fields (the id and project stay).
+/// Replaces a webhook's fields (the id and project stay). Disabling it holds its waiting
+/// deliveries; enabling it (unpaused) sends them again, in the same transaction.
 pub async fn update(db: &Db, w: &Webhook) -> crate::Result<()> {
     let sql = "UPDATE webhooks SET id = $1, project_id = $2, phone_number_id = $3, url = $4, kind = $5, events = $6, secret_enc = $7, headers = $8, active = $9, buffer_enabled = $10, buffer_window_seconds = $11, max_buffer_size = $12, buffer_events = $13, inactivity_minutes = $14, payload_version = $15, paused_at = $16, pause_reason = $17, created_at = $18, updated_at = $19 WHERE id = $1 AND project_id = $2";
+    let mut tx = db.writer().begin().await?;
     bind_all(crate::sql::query(sql), w)
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await?;
+    if w.active && w.paused_at.is_none() {
+        release(&mut tx, &w.id).await?;
+    } else {
+        hold(&mut tx, &w.id).await?;
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// The status a new delivery to webhook `w` (an SQL alias) starts in: `held` while the
+/// webhook is paused, else `pending`.
+const WAITING: &str = "CASE WHEN w.paused_at IS NULL THEN 'pending' ELSE 'held' END";
+
+/// Takes a webhook's waiting deliveries (pending, buffered) out of the claim queue while it
+/// is paused or disabled: claims then never walk past them.
+async fn hold<E: crate::sql::Exec>(on: E, webhook_id: &str) -> crate::Result<u64> {
+    let done = crate::sql::query(
+        "UPDATE webhook_deliveries SET status = 'held', locked_until = NULL \
+         WHERE webhook_id = $1 AND status IN ('pending', 'buffered')",
+    )
+    .bind(webhook_id)
+    .execute(on)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Puts a webhook's held deliveries back: members of a conversation buffer rejoin it (and
+/// are batched at once if their window has passed), the others are due as they were.
+async fn release<E: crate::sql::Exec>(on: E, webhook_id: &str) -> crate::Result<u64> {
+    let done = crate::sql::query(
+        "UPDATE webhook_deliveries SET status = CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END \
+         WHERE webhook_id = $1 AND status = 'held'",
+    )
+    .bind(webhook_id)
+    .execute(on)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Deletes a webhook with its deliveries and their attempts.
@@ -194,7 +232,8 @@ pub async fn publish(conn: &mut Conn, e: NewEvent<'_>, now: i64) -> crate::Resul
     let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at, batch_key) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, \
-           CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN 'buffered' ELSE 'pending' END, 0, \
+           CASE WHEN w.paused_at IS NOT NULL THEN 'held' \
+                WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN 'buffered' ELSE 'pending' END, 0, \
            CASE WHEN (w.buffer_enabled = 1 AND CAST($8 AS TEXT) IS NOT NULL AND replace(w.buffer_events, $7, '') <> w.buffer_events) THEN COALESCE((SELECT MIN(x.created_at) FROM webhook_deliveries x \
                   WHERE x.webhook_id = w.id AND x.batch_key = $8 AND x.status = 'buffered'), $5) + w.buffer_window_seconds * 1000 \
                 ELSE $5 END, \
@@ -482,7 +521,8 @@ pub async fn record_attempts(
              SELECT json_extract(value, '$.id'), json_extract(value, '$.delivery_id'), json_extract(value, '$.attempt'), \
                     json_extract(value, '$.status_code'), json_extract(value, '$.latency_ms'), json_extract(value, '$.response_body'), \
                     json_extract(value, '$.error'), $2 FROM json_each($1)",
-            "UPDATE webhook_deliveries SET status = json_extract(j.value, '$.status'), attempts = json_extract(j.value, '$.attempt'), \
+            "UPDATE webhook_deliveries SET status = CASE WHEN json_extract(j.value, '$.status') = 'pending' AND EXISTS (SELECT 1 FROM webhooks w \
+                  WHERE w.id = webhook_deliveries.webhook_id AND (w.active = 0 OR w.paused_at IS NOT NULL)) THEN 'held' ELSE json_extract(j.value, '$.status') END, attempts = json_extract(j.value, '$.attempt'), \
                 next_attempt_at = json_extract(j.value, '$.next_at'), locked_until = NULL, \
                 last_status_code = json_extract(j.value, '$.status_code'), last_error = json_extract(j.value, '$.error'), \
                 delivered_at = json_extract(j.value, '$.delivered_at'), updated_at = $2, \
@@ -493,7 +533,8 @@ pub async fn record_attempts(
             "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, latency_ms, response_body, error, attempted_at) \
              SELECT x->>'id', x->>'delivery_id', (x->>'attempt')::bigint, (x->>'status_code')::bigint, (x->>'latency_ms')::bigint, \
                     x->>'response_body', x->>'error', $2 FROM jsonb_array_elements($1::jsonb) x",
-            "UPDATE webhook_deliveries d SET status = x->>'status', attempts = (x->>'attempt')::bigint, \
+            "UPDATE webhook_deliveries d SET status = CASE WHEN x->>'status' = 'pending' AND EXISTS (SELECT 1 FROM webhooks w \
+                  WHERE w.id = d.webhook_id AND (w.active = 0 OR w.paused_at IS NOT NULL)) THEN 'held' ELSE x->>'status' END, attempts = (x->>'attempt')::bigint, \
                 next_attempt_at = (x->>'next_at')::bigint, locked_until = NULL, \
                 last_status_code = (x->>'status_code')::bigint, last_error = x->>'error', \
                 delivered_at = (x->>'delivered_at')::bigint, updated_at = $2, payload = COALESCE(d.payload, x->>'payload') \
@@ -584,7 +625,10 @@ pub async fn list_deliveries(
         f.push(Arg::Text(v.clone()), |p| format!("d.event_type = {p}"));
     }
     if let Some(v) = &filter.status {
-        f.push(Arg::Text(v.clone()), |p| format!("d.status = {p}"));
+        // Held deliveries (of a paused webhook) are pending to the user.
+        f.push(Arg::Text(v.clone()), |p| {
+            format!("(d.status = {p} OR ({p} = 'pending' AND d.status = 'held'))")
+        });
     }
     if let Some(v) = filter.since {
         f.push(Arg::Int(v), |p| format!("d.created_at >= {p}"));
@@ -610,7 +654,10 @@ pub async fn list_deliveries(
                 event_id: col(r, "event_id")?,
                 event_type: col(r, "event_type")?,
                 phone_number_id: col(r, "phone_number_id")?,
-                status: col(r, "status")?,
+                status: match col::<String>(r, "status")? {
+                    held if held == "held" => "pending".to_owned(),
+                    other => other,
+                },
                 attempts: col(r, "attempts")?,
                 last_status_code: col(r, "last_status_code")?,
                 last_error: col(r, "last_error")?,
@@ -687,7 +734,9 @@ pub async fn requeue_failed(
     now: i64,
 ) -> crate::Result<u64> {
     let done = crate::sql::query(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL, updated_at = $1 \
+        "UPDATE webhook_deliveries SET status = CASE WHEN EXISTS (SELECT 1 FROM webhooks w \
+             WHERE w.id = webhook_deliveries.webhook_id AND w.active = 1 AND w.paused_at IS NULL) THEN 'pending' ELSE 'held' END, \
+           next_attempt_at = $1, locked_until = NULL, updated_at = $1 \
          WHERE project_id = $2 AND status = 'failed' AND created_at >= $3 \
            AND (CAST($4 AS TEXT) IS NULL OR id = $4) AND (CAST($5 AS TEXT) IS NULL OR webhook_id = $5)",
     )
@@ -724,9 +773,13 @@ pub async fn pause(conn: &mut Conn, id: &str, reason: &str, now: i64) -> crate::
     .bind(now)
     .bind(reason)
     .bind(id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    hold(&mut *conn, id).await?;
+    Ok(true)
 }
 
 /// Creates the deliveries of a raw Meta payload to the number's `meta` webhook (if any), in
@@ -741,7 +794,7 @@ pub async fn publish_raw(
 ) -> crate::Result<u64> {
     let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, payload, status, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{}', $3, 'pending', 0, $4, $4, $4 FROM webhooks w \
+         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{}', $3, CASE WHEN w.paused_at IS NULL THEN 'pending' ELSE 'held' END, 0, $4, $4, $4 FROM webhooks w \
          WHERE w.project_id = $5 AND w.phone_number_id = $2 AND w.kind = 'meta' AND w.active = 1 \
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
     )
@@ -777,7 +830,7 @@ pub async fn publish_inactive(db: &Db, as_of: i64, now: i64) -> crate::Result<u6
          SELECT 'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT) || '.' || w.id, c.project_id, w.id, \
                 'inactive.' || c.id || '.' || CAST(c.last_active_at AS TEXT), 'whatsapp.conversation.inactive', c.phone_number_id, \
                 '{{\"conversation_id\":\"' || c.id || '\",\"inactivity_minutes\":' || CAST(w.inactivity_minutes AS TEXT) || '}}', \
-                'pending', 0, $1, $1, $1 \
+                {WAITING}, 0, $1, $1, $1 \
          FROM webhooks w CROSS JOIN conversations c \
          WHERE {INACTIVE_SUBSCRIBERS} \
            AND c.project_id = w.project_id \
@@ -835,15 +888,72 @@ pub async fn delete_for_number(
     Ok(done.rows_affected())
 }
 
-/// Deliveries waiting to be sent (pending, buffered) and those that gave up (failed).
+/// Deliveries waiting to be sent (pending, buffered, held by a paused webhook) and those
+/// that gave up (failed).
 pub async fn counts(db: &Db) -> crate::Result<(i64, i64)> {
     let row = crate::sql::query(
         // One count per status, each over its own partial index.
         "SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending') \
-              + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'buffered') AS waiting, \
+              + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'buffered') \
+              + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'held') AS waiting, \
                 (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed') AS failed",
     )
     .fetch_one(db.reader())
     .await?;
     Ok((row.get("waiting")?, row.get("failed")?))
+}
+
+/// The projects that have webhooks (so may have logged deliveries).
+pub async fn projects_with_webhooks(db: &Db) -> crate::Result<Vec<String>> {
+    crate::sql::query_scalar("SELECT DISTINCT project_id FROM webhooks")
+        .fetch_all(db.reader())
+        .await
+}
+
+/// Deletes up to `limit` of a project's deliveries that were delivered (or joined a batch)
+/// before `before` (ms), with their attempts; returns how many deliveries. Waiting and
+/// failed deliveries stay whatever their age.
+pub async fn delete_finished_before(
+    db: &Db,
+    project_id: &str,
+    before: i64,
+    limit: i64,
+) -> crate::Result<u64> {
+    let mut tx = db.writer().begin().await?;
+    let ids: Vec<String> = crate::sql::query_scalar(
+        "SELECT id FROM webhook_deliveries \
+         WHERE project_id = $1 AND created_at < $2 AND status IN ('delivered', 'batched') \
+         ORDER BY created_at, id LIMIT $3",
+    )
+    .bind(project_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let list =
+        serde_json::to_string(&ids).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let (attempts, deliveries) = match db.backend() {
+        Backend::Sqlite => (
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT value FROM json_each($1))",
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT value FROM json_each($1))",
+        ),
+        Backend::Postgres => (
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+        ),
+    };
+    crate::sql::query(attempts)
+        .bind(&list)
+        .execute(&mut *tx)
+        .await?;
+    let done = crate::sql::query(deliveries)
+        .bind(&list)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
 }
