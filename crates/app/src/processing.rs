@@ -40,6 +40,8 @@ const LEASE_MILLIS: i64 = 10_000;
 #[derive(Debug, Clone, Copy)]
 struct Source<'a> {
     event_id: &'a str,
+    /// When the delivery reached us (ms).
+    received_at: i64,
     change_index: i64,
     waba_id: &'a str,
 }
@@ -228,7 +230,7 @@ async fn apply_group(
 ) -> Result<Vec<(String, Option<String>)>, (String, StoreError)> {
     let mut applied = Vec::with_capacity(group.len());
     for event in group {
-        match apply_event(app, conn, &event.id, &event.body, now).await {
+        match apply_event(app, conn, event, now).await {
             Ok(errors) => applied.push((event.id.clone(), errors)),
             Err(e) => return Err((event.id.clone(), e)),
         }
@@ -241,10 +243,10 @@ async fn apply_group(
 async fn apply_event(
     app: &App,
     conn: &mut Conn,
-    id: &str,
-    body: &str,
+    event: &PendingEvent,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
+    let (id, body) = (event.id.as_str(), event.body.as_str());
     forward_raw(app, conn, body, now).await?;
     let mut errors: Vec<String> = Vec::new();
     match Envelope::parse(body.as_bytes()) {
@@ -255,6 +257,7 @@ async fn apply_event(
                 for (ci, raw) in entry.changes.iter().enumerate() {
                     let source = Source {
                         event_id: id,
+                        received_at: event.received_at,
                         change_index,
                         waba_id: &entry.id,
                     };
@@ -480,6 +483,7 @@ async fn apply_messages(
                 profile_name: None,
             });
         let order = format!("{}.{i:04}", source.event_id);
+        let sent_at = inbound_sent_at(head.timestamp, source.received_at);
         store_inbound(
             conn,
             &project_id,
@@ -487,7 +491,7 @@ async fn apply_messages(
             message,
             &head,
             &identity,
-            &order,
+            (&order, sent_at),
             now,
         )
         .await?;
@@ -520,6 +524,17 @@ async fn apply_messages(
     Ok(Ok(errors))
 }
 
+/// When an inbound message was sent, in ms. Meta stamps it to the second, our sends are
+/// stamped to the millisecond: a reply sent 300 ms into a second and the customer's answer
+/// 800 ms into it would both read that second, and the answer would sort first. Within its
+/// second, the moment the delivery reached us places it; a delivery that arrives a second or
+/// more late goes last in its second (so a burst keeps Meta's order); one stamped ahead of
+/// our clock goes first.
+fn inbound_sent_at(timestamp_secs: i64, received_at: i64) -> i64 {
+    let start = timestamp_secs.saturating_mul(1000);
+    received_at.clamp(start, start.saturating_add(999))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn store_inbound(
     conn: &mut Conn,
@@ -528,13 +543,12 @@ async fn store_inbound(
     message: &Value,
     head: &MessageHead,
     identity: &Identity,
-    order: &str,
+    (order, sent_at): (&str, i64),
     now: i64,
 ) -> Result<(), StoreError> {
     if messages::exists(conn, pnid, &head.id).await? {
         return Ok(());
     }
-    let sent_at = head.timestamp.saturating_mul(1000);
     let contact_id = contacts::upsert(conn, project_id, identity, &new_id(), now).await?;
     let thread = conversations::Thread {
         project_id,
@@ -798,5 +812,35 @@ fn json_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inbound_sent_at;
+
+    #[test]
+    fn an_inbound_message_is_placed_within_its_second() {
+        let second = 1_780_000_000;
+        let start = second * 1000;
+        assert_eq!(inbound_sent_at(second, start + 640), start + 640, "on time");
+        assert_eq!(inbound_sent_at(second, start), start);
+        assert_eq!(
+            inbound_sent_at(second, start + 5_000),
+            start + 999,
+            "late: last"
+        );
+        assert_eq!(
+            inbound_sent_at(second, start - 2_000),
+            start,
+            "our clock behind: first"
+        );
+        // Later arrivals never sort before earlier ones of the same second.
+        let mut last = i64::MIN;
+        for received in (start - 500..start + 2_000).step_by(50) {
+            let at = inbound_sent_at(second, received);
+            assert!(at >= last && (start..start + 1000).contains(&at));
+            last = at;
+        }
     }
 }

@@ -633,3 +633,62 @@ async fn every_fixture_is_applied(backend: Backend) {
     h.stop().await;
 }
 both_backends!(every_fixture_is_applied);
+
+/// The `last_inbound_at` of the cloud number's latest conversation.
+async fn last_inbound_at(h: &Harness) -> String {
+    let (_, convs) = h
+        .get(&format!(
+            "/platform/v1/whatsapp/conversations?phone_number_id={CLOUD_PNID}"
+        ))
+        .await;
+    convs["data"][0]["kapso"]["last_inbound_at"]
+        .as_str()
+        .expect("last_inbound_at")
+        .to_owned()
+}
+
+/// Meta stamps messages to the second: within its second, an inbound message is placed by
+/// when its delivery reached us (so it sorts against our own millisecond-stamped sends); a
+/// delivery a second or more late goes last in its second, keeping Meta's order.
+async fn inbound_messages_are_placed_within_their_second(backend: Backend) {
+    use chasqui_core::{Clock, ManualClock, SystemClock, Timestamp};
+    let second = SystemClock.now().secs() - 10;
+    let clock = ManualClock::new(Timestamp(second * 1000 + 640));
+    let mut h = Harness::start_with_clock(
+        backend,
+        chasqui::config::ConfigArgs::default(),
+        std::sync::Arc::new(clock.clone()),
+    )
+    .await;
+    let on_time = envelope(vec![text_change("wamid.S1", "16505550099", second, "now")]);
+    assert_eq!(h.post_webhook(&on_time, None).await, 200);
+    h.settle().await;
+    assert_eq!(
+        last_inbound_at(&h).await,
+        Timestamp(second * 1000 + 640).to_rfc3339(),
+        "placed at its arrival, 640 ms into its second"
+    );
+    clock.advance_millis(5_000);
+    let late = envelope(vec![text_change("wamid.S2", "16505550099", second, "late")]);
+    assert_eq!(h.post_webhook(&late, None).await, 200);
+    h.settle().await;
+    assert_eq!(
+        last_inbound_at(&h).await,
+        Timestamp(second * 1000 + 999).to_rfc3339(),
+        "a late delivery goes last in its second"
+    );
+    let listed = messages_of(&h, CLOUD_PNID, "").await;
+    let texts: Vec<_> = listed
+        .iter()
+        .map(|m| m["text"]["body"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts, ["late", "now"], "newest first, in Meta's order");
+    assert!(
+        listed
+            .iter()
+            .all(|m| m["timestamp"] == json!(second.to_string())),
+        "Meta's own timestamp is kept"
+    );
+    h.stop().await;
+}
+both_backends!(inbound_messages_are_placed_within_their_second);

@@ -57,6 +57,11 @@ pub struct Conversation {
     pub unread_count: Option<i64>,
 }
 
+/// Unread means "arrived after the user last read the conversation" (`created_at`, our
+/// clock), not "sent after": a message Meta delivers late was sent before a read that it
+/// arrived after. The index is on `sent_at`, so the scan starts this long before the read.
+const UNREAD_LATE_MILLIS: i64 = 3_600_000;
+
 /// Unread counts stop at this number (the inbox shows "99+").
 pub const UNREAD_CAP: i64 = 100;
 
@@ -441,8 +446,10 @@ pub async fn list(
             let u = f.bind(Arg::Text(user_id.clone()));
             let cap = f.bind(Arg::Int(UNREAD_CAP));
             format!(
-                "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = v.id AND m.direction = 'inbound' \
-                 AND m.sent_at > COALESCE((SELECT r.last_read_at FROM conversation_reads r WHERE r.user_id = {u} AND r.conversation_id = v.id), 0) \
+                "(SELECT COUNT(*) FROM (SELECT 1 FROM messages m CROSS JOIN (SELECT COALESCE((SELECT r.last_read_at FROM conversation_reads r \
+                   WHERE r.user_id = {u} AND r.conversation_id = v.id), 0) AS at) AS read_up_to \
+                 WHERE m.conversation_id = v.id AND m.direction = 'inbound' \
+                   AND m.sent_at > read_up_to.at - {UNREAD_LATE_MILLIS} AND m.created_at > read_up_to.at \
                  LIMIT {cap}) AS unread)"
             )
         }
