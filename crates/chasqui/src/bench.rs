@@ -474,33 +474,47 @@ impl RawConn {
     }
 }
 
-pub(crate) async fn wait_processed(url: &str, started: Instant) -> anyhow::Result<()> {
+/// Waits until the target's inbox has applied every delivery from Meta; prints and returns
+/// when that happened (from `started`), or `None` for a target without `/metrics`.
+pub(crate) async fn wait_processed(
+    url: &str,
+    started: Instant,
+) -> anyhow::Result<Option<Duration>> {
     let client = reqwest::Client::new();
-    loop {
+    let pending = || async {
         let text = client
             .get(format!("{url}/metrics"))
             .send()
             .await?
             .text()
             .await?;
-        let pending = text
-            .lines()
-            .find_map(|l| l.strip_prefix("chasqui_inbound_events_pending "))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        match pending {
-            Some(0) => break,
-            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        anyhow::Ok(
+            text.lines()
+                .find_map(|l| l.strip_prefix("chasqui_inbound_events_pending "))
+                .and_then(|v| v.trim().parse::<u64>().ok()),
+        )
+    };
+    // Drained once the inbox is empty and stays empty for a second: status webhooks the
+    // sandbox has yet to send (50 ms apart) would show by then.
+    let mut empty_since: Option<Duration> = None;
+    loop {
+        match pending().await? {
+            Some(0) => {
+                let now = started.elapsed();
+                let since = *empty_since.get_or_insert(now);
+                if now - since >= Duration::from_secs(1) {
+                    println!("all processed {:.1} s after the start", since.as_secs_f64());
+                    return Ok(Some(since));
+                }
+            }
+            Some(_) => empty_since = None,
             None => {
                 eprintln!("the target has no /metrics (null server?); not waiting for processing");
-                return Ok(());
+                return Ok(None);
             }
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "all processed {:.1} s after the start",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 async fn null_server(listen: std::net::SocketAddr, secret: String) -> anyhow::Result<()> {
