@@ -190,6 +190,11 @@ async fn sweeper_loop(app: App, shutdown: CancellationToken) {
             ),
             Err(e) => tracing::error!(error = %e, "deleting old inbound deliveries failed"),
         }
+        match chasqui_store::webhooks::release_stray(app.db()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "released held deliveries of running webhooks"),
+            Err(e) => tracing::error!(error = %e, "releasing held webhook deliveries failed"),
+        }
         match crate::webhooks::prune_delivered(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -1305,3 +1305,70 @@ async fn delivered_events_are_pruned_after_their_retention(backend: Backend) {
     assert_eq!(retried["data"]["requeued"], 1);
 }
 both_backends!(delivered_events_are_pruned_after_their_retention);
+
+/// A delivery left held at a running webhook (on PostgreSQL, published while another
+/// transaction re-enabled the webhook) is released by the sweeper's safety net.
+async fn stray_held_deliveries_are_released(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (sink, url) = Sink::start(0).await;
+    let (status, created) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let db = h.app().db().clone();
+    let mut tx = db.writer().begin().await.expect("tx");
+    assert!(
+        chasqui_store::webhooks::pause(&mut tx, &id, "test", h.app().now())
+            .await
+            .expect("pause")
+    );
+    tx.commit().await.expect("commit");
+    h.customer_says(
+        "15550009191",
+        "Stray",
+        json!({"type": "text", "text": {"body": "stray"}}),
+    )
+    .await;
+    h.settle().await;
+    // The race's outcome: the webhook runs again, its delivery still held.
+    chasqui_store::sql::query(
+        "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(db.writer())
+    .await
+    .expect("unpause");
+    // Out of the queue, nothing else sends it (looked at at once: the sweeper's own pass,
+    // every 15 s, is unlikely to come in between).
+    let held: i64 = chasqui_store::sql::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'held'",
+    )
+    .bind(&id)
+    .fetch_one(db.reader())
+    .await
+    .expect("count");
+    assert_eq!(held, 1);
+    assert_eq!(
+        chasqui_store::webhooks::release_stray(&db)
+            .await
+            .expect("release"),
+        1
+    );
+    h.app().wake();
+    wait_until("the stray delivery arrives", || async {
+        sink.events("whatsapp.message.received").len() == 1
+    })
+    .await;
+    assert_eq!(
+        chasqui_store::webhooks::release_stray(&db)
+            .await
+            .expect("release"),
+        0,
+        "nothing else held"
+    );
+}
+both_backends!(stray_held_deliveries_are_released);

@@ -93,6 +93,11 @@ const ALLOWED: &[(&str, &str)] = &[
         "the inactivity sweep marks every subscribed webhook once a pass (few rows)",
     ),
     (
+        "UPDATE webhook_deliveries SET status = CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END WHERE status = 'held' AND webhook_id IN",
+        "the sweeper's safety net reads the webhooks (few rows) once a pass, then only the held \
+         deliveries of the running ones, by index (normally none)",
+    ),
+    (
         "SELECT DISTINCT project_id FROM webhooks",
         "the delivery-log retention visits each project with webhooks once a pass (few rows)",
     ),

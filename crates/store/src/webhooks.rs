@@ -903,6 +903,19 @@ pub async fn counts(db: &Db) -> crate::Result<(i64, i64)> {
     Ok((row.get("waiting")?, row.get("failed")?))
 }
 
+/// Releases deliveries left `held` at a webhook that is running: on PostgreSQL an event
+/// published (or an attempt recorded) while another transaction re-enabled the webhook may
+/// have read it still paused and committed after that release. Returns how many.
+pub async fn release_stray(db: &Db) -> crate::Result<u64> {
+    let done = crate::sql::query(
+        "UPDATE webhook_deliveries SET status = CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END \
+         WHERE status = 'held' AND webhook_id IN (SELECT w.id FROM webhooks w WHERE w.active = 1 AND w.paused_at IS NULL)",
+    )
+    .execute(db.writer())
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The projects that have webhooks (so may have logged deliveries).
 pub async fn projects_with_webhooks(db: &Db) -> crate::Result<Vec<String>> {
     crate::sql::query_scalar("SELECT DISTINCT project_id FROM webhooks")
