@@ -491,7 +491,8 @@ async fn apply_messages(
             message,
             &head,
             &identity,
-            (&order, sent_at),
+            &order,
+            sent_at,
             now,
         )
         .await?;
@@ -543,7 +544,8 @@ async fn store_inbound(
     message: &Value,
     head: &MessageHead,
     identity: &Identity,
-    (order, sent_at): (&str, i64),
+    order: &str,
+    sent_at: i64,
     now: i64,
 ) -> Result<(), StoreError> {
     if messages::exists(conn, pnid, &head.id).await? {
