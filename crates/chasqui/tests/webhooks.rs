@@ -468,8 +468,10 @@ async fn pausing_resuming_and_recovery(backend: Backend) {
     let waiting = deliveries_of(&h, &id, "pending").await;
     assert!(!waiting.is_empty());
     assert!(
-        waiting.iter().all(|d| d["status"] == "pending"),
-        "{waiting:?}"
+        waiting
+            .iter()
+            .all(|d| d["status"] == "pending" && d["next_attempt_at"].is_null()),
+        "pending, with no attempt planned while paused: {waiting:?}"
     );
 
     // Re-enabling resumes: the held event arrives.

@@ -241,7 +241,7 @@ async fn list_deliveries(
                 "attempt_count": d.attempts,
                 "response_status": d.last_status_code,
                 "error": d.last_error,
-                "next_attempt_at": (d.status == "pending").then(|| iso(d.next_attempt_at)),
+                "next_attempt_at": d.next_attempt_at.filter(|_| d.status == "pending").map(iso),
                 "delivered_at": d.delivered_at.map(iso),
                 "created_at": iso(d.created_at),
                 "updated_at": iso(d.updated_at),

@@ -581,8 +581,8 @@ pub struct Delivery {
     pub last_status_code: Option<i64>,
     /// Last error.
     pub last_error: Option<String>,
-    /// Next attempt (pending).
-    pub next_attempt_at: i64,
+    /// Next attempt; `None` while its webhook is paused (held: none is planned).
+    pub next_attempt_at: Option<i64>,
     /// When delivered.
     pub delivered_at: Option<i64>,
     /// Created.
@@ -647,6 +647,9 @@ pub async fn list_deliveries(
     let items = rows
         .iter()
         .map(|r| {
+            // Held by a paused webhook: pending to the user, with no attempt planned.
+            let status: String = col(r, "status")?;
+            let held = status == "held";
             Ok(Delivery {
                 id: col(r, "id")?,
                 webhook_id: col(r, "webhook_id")?,
@@ -654,14 +657,11 @@ pub async fn list_deliveries(
                 event_id: col(r, "event_id")?,
                 event_type: col(r, "event_type")?,
                 phone_number_id: col(r, "phone_number_id")?,
-                status: match col::<String>(r, "status")? {
-                    held if held == "held" => "pending".to_owned(),
-                    other => other,
-                },
+                status: if held { "pending".to_owned() } else { status },
                 attempts: col(r, "attempts")?,
                 last_status_code: col(r, "last_status_code")?,
                 last_error: col(r, "last_error")?,
-                next_attempt_at: col(r, "next_attempt_at")?,
+                next_attempt_at: (!held).then(|| col(r, "next_attempt_at")).transpose()?,
                 delivered_at: col(r, "delivered_at")?,
                 created_at: col(r, "created_at")?,
                 updated_at: col(r, "updated_at")?,
