@@ -229,6 +229,22 @@ fn whole(
         .ok_or_else(|| err(key, text, expected))
 }
 
+/// A retention in whole days (`default` when unset); `None` for 0, which keeps forever.
+fn retention_days(
+    key: &'static str,
+    text: Option<String>,
+    default: &str,
+) -> Result<Option<i64>, ConfigError> {
+    let text = text.unwrap_or_else(|| default.to_owned());
+    let days = whole(
+        key,
+        &text,
+        0..=3650,
+        "expected whole days, 0 (keep forever) to 3650",
+    )?;
+    Ok(Some(days).filter(|d| *d > 0))
+}
+
 fn check_http_url(key: &'static str, value: &str) -> Result<String, ConfigError> {
     let trimmed = value.trim().trim_end_matches('/');
     let rest = trimmed
@@ -357,30 +373,20 @@ impl ConfigArgs {
             1..=3600,
             "expected whole seconds, 1 to 3600",
         )?;
-        let retention_text = self
-            .inbound_retention_days
-            .clone()
-            .or(file.inbound_retention_days.map(toml_text))
-            .unwrap_or_else(|| "7".into());
-        let inbound_retention_days = Some(whole(
+        let inbound_retention_days = retention_days(
             "inbound_retention_days",
-            &retention_text,
-            0..=3650,
-            "expected whole days, 0 (keep forever) to 3650",
-        )?)
-        .filter(|d| *d > 0);
-        let webhook_retention_text = self
-            .webhook_retention_days
-            .clone()
-            .or(file.webhook_retention_days.map(toml_text))
-            .unwrap_or_else(|| "30".into());
-        let webhook_retention_days = Some(whole(
+            self.inbound_retention_days
+                .clone()
+                .or(file.inbound_retention_days.map(toml_text)),
+            "7",
+        )?;
+        let webhook_retention_days = retention_days(
             "webhook_retention_days",
-            &webhook_retention_text,
-            0..=3650,
-            "expected whole days, 0 (keep forever) to 3650",
-        )?)
-        .filter(|d| *d > 0);
+            self.webhook_retention_days
+                .clone()
+                .or(file.webhook_retention_days.map(toml_text)),
+            "30",
+        )?;
         let smtp_from = self
             .smtp_from
             .clone()
