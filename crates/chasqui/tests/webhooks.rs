@@ -82,6 +82,18 @@ async fn receive(
     }
 }
 
+/// Subscribes a project webhook at `url` to `whatsapp.message.received`; returns its id.
+async fn subscribe_received(h: &Harness, url: &str) -> String {
+    let (status, created) = h
+        .post(
+            "/platform/v1/whatsapp/webhooks",
+            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["data"]["id"].as_str().expect("id").to_owned()
+}
+
 fn hmac_hex(key: &[u8], body: &[u8]) -> String {
     chasqui_core::secrets::hmac_sha256_hex(key, body)
 }
@@ -251,13 +263,7 @@ both_backends!(message_events_are_signed_and_delivered);
 async fn failures_are_retried_then_kept(backend: Backend) {
     let h = Harness::start(backend).await;
     let (sink, url) = Sink::start(2).await;
-    let (status, _) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    subscribe_received(&h, &url).await;
     // Nothing listens on port 9 of loopback: every attempt fails.
     let (status, dead) = h
         .post("/platform/v1/whatsapp/webhooks",
@@ -375,14 +381,7 @@ async fn pausing_resuming_and_recovery(backend: Backend) {
     )
     .await;
     let (sink, url) = Sink::start(1_000_000).await;
-    let (status, created) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let id = subscribe_received(&h, &url).await;
 
     // The test endpoint sends a signed event now and reports the answer.
     let (status, test) = h
@@ -1002,13 +1001,7 @@ async fn slow_receivers_time_out_and_are_retried() {
         .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let (status, _) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    subscribe_received(&h, &url).await;
     h.customer_says(
         "15550001212",
         "Slow",
@@ -1053,13 +1046,7 @@ async fn retries_follow_the_schedule_on_the_manual_clock(backend: Backend) {
     };
     let h = Harness::start_with_clock(backend, extra, Arc::new(clock.clone())).await;
     let (sink, url) = Sink::start(2).await;
-    let (status, _) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    subscribe_received(&h, &url).await;
     h.customer_says(
         "15550003434",
         "Clock",
@@ -1124,14 +1111,7 @@ async fn pause_boundary_on_the_manual_clock(backend: Backend) {
     };
     let h = Harness::start_with_clock(backend, extra, Arc::new(clock.clone())).await;
     let (sink, url) = Sink::start(1_000_000).await;
-    let (status, created) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let id = subscribe_received(&h, &url).await;
     let count = || sink.seen.lock().expect("lock").len();
     let paused = || async {
         let (_, w) = h.get(&format!("/platform/v1/whatsapp/webhooks/{id}")).await;
@@ -1236,14 +1216,7 @@ async fn delivered_events_are_pruned_after_their_retention(backend: Backend) {
     let (_bad_sink, bad_url) = Sink::start(1_000_000).await;
     let mut ids = Vec::new();
     for url in [&ok_url, &bad_url] {
-        let (status, created) = h
-            .post(
-                "/platform/v1/whatsapp/webhooks",
-                json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        ids.push(created["data"]["id"].as_str().expect("id").to_owned());
+        ids.push(subscribe_received(&h, url).await);
     }
     let (ok, bad) = (&ids[0], &ids[1]);
     for i in 0..2 {
@@ -1313,14 +1286,7 @@ both_backends!(delivered_events_are_pruned_after_their_retention);
 async fn stray_held_deliveries_are_released(backend: Backend) {
     let h = Harness::start(backend).await;
     let (sink, url) = Sink::start(0).await;
-    let (status, created) = h
-        .post(
-            "/platform/v1/whatsapp/webhooks",
-            json!({"whatsapp_webhook": {"url": url, "events": ["whatsapp.message.received"]}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["data"]["id"].as_str().expect("id").to_owned();
+    let id = subscribe_received(&h, &url).await;
     let db = h.app().db().clone();
     let mut tx = db.writer().begin().await.expect("tx");
     assert!(

@@ -129,6 +129,10 @@ pub async fn update(db: &Db, w: &Webhook) -> crate::Result<()> {
 /// webhook is paused, else `pending`.
 const WAITING: &str = "CASE WHEN w.paused_at IS NULL THEN 'pending' ELSE 'held' END";
 
+/// The status a held delivery returns to: members of a conversation buffer rejoin it, the
+/// others are due as they were.
+const RELEASED: &str = "CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END";
+
 /// Takes a webhook's waiting deliveries (pending, buffered) out of the claim queue while it
 /// is paused or disabled: claims then never walk past them.
 async fn hold<E: crate::sql::Exec>(on: E, webhook_id: &str) -> crate::Result<u64> {
@@ -142,13 +146,12 @@ async fn hold<E: crate::sql::Exec>(on: E, webhook_id: &str) -> crate::Result<u64
     Ok(done.rows_affected())
 }
 
-/// Puts a webhook's held deliveries back: members of a conversation buffer rejoin it (and
-/// are batched at once if their window has passed), the others are due as they were.
+/// Puts a webhook's held deliveries back ([`RELEASED`]); buffer members whose window has
+/// passed are batched at once.
 async fn release<E: crate::sql::Exec>(on: E, webhook_id: &str) -> crate::Result<u64> {
-    let done = crate::sql::query(
-        "UPDATE webhook_deliveries SET status = CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END \
-         WHERE webhook_id = $1 AND status = 'held'",
-    )
+    let done = crate::sql::query(format!(
+        "UPDATE webhook_deliveries SET status = {RELEASED} WHERE webhook_id = $1 AND status = 'held'"
+    ))
     .bind(webhook_id)
     .execute(on)
     .await?;
@@ -792,12 +795,12 @@ pub async fn publish_raw(
     payload: &str,
     now: i64,
 ) -> crate::Result<u64> {
-    let done = crate::sql::query(
+    let done = crate::sql::query(format!(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, payload, status, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{}', $3, CASE WHEN w.paused_at IS NULL THEN 'pending' ELSE 'held' END, 0, $4, $4, $4 FROM webhooks w \
+         SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{{}}', $3, {WAITING}, 0, $4, $4, $4 FROM webhooks w \
          WHERE w.project_id = $5 AND w.phone_number_id = $2 AND w.kind = 'meta' AND w.active = 1 \
-         ON CONFLICT (webhook_id, event_id) DO NOTHING",
-    )
+         ON CONFLICT (webhook_id, event_id) DO NOTHING"
+    ))
     .bind(event_id)
     .bind(phone_number_id)
     .bind(payload)
@@ -907,10 +910,10 @@ pub async fn counts(db: &Db) -> crate::Result<(i64, i64)> {
 /// published (or an attempt recorded) while another transaction re-enabled the webhook may
 /// have read it still paused and committed after that release. Returns how many.
 pub async fn release_stray(db: &Db) -> crate::Result<u64> {
-    let done = crate::sql::query(
-        "UPDATE webhook_deliveries SET status = CASE WHEN batch_key IS NULL THEN 'pending' ELSE 'buffered' END \
-         WHERE status = 'held' AND webhook_id IN (SELECT w.id FROM webhooks w WHERE w.active = 1 AND w.paused_at IS NULL)",
-    )
+    let done = crate::sql::query(format!(
+        "UPDATE webhook_deliveries SET status = {RELEASED} \
+         WHERE status = 'held' AND webhook_id IN (SELECT w.id FROM webhooks w WHERE w.active = 1 AND w.paused_at IS NULL)"
+    ))
     .execute(db.writer())
     .await?;
     Ok(done.rows_affected())
