@@ -90,8 +90,9 @@ pub enum BenchCommand {
         concurrency: usize,
     },
     /// Simulated customers through a five-step workflow (send, wait, decide, send, end) on a
-    /// new sandbox number; reports conversations/s and step latency, and with --park the
-    /// server's RSS with that many more executions waiting.
+    /// new sandbox number (or a cloud number on a standalone sandbox); reports
+    /// conversations/s, step latency and, with --server-pid, the server's CPU per
+    /// conversation; with --park the server's RSS with that many more executions waiting.
     Flows {
         /// Base URL of the server.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -108,9 +109,21 @@ pub enum BenchCommand {
         /// Executions to park in a 7-day wait afterwards (0 = skip).
         #[arg(long, default_value_t = 0)]
         park: usize,
-        /// Process id of the server, to read its RSS.
+        /// Process id of the server, to read its CPU time and RSS.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// A standalone sandbox (`chasqui sandbox serve`) to play Meta instead of the
+        /// server's embedded one, so that Meta's side runs in its own process: the server
+        /// must run with `--graph-base-url` set to it, and the sandbox with
+        /// `--webhook-url {server}/webhooks/meta`.
+        #[arg(long, requires = "sandbox_app_secret")]
+        sandbox_url: Option<String>,
+        /// The standalone sandbox's `--app-secret` (the bench's cloud number gets it).
+        #[arg(long, hide_env_values = true)]
+        sandbox_app_secret: Option<String>,
+        /// Process id of the standalone sandbox, to read its CPU time.
+        #[arg(long)]
+        sandbox_pid: Option<u32>,
     },
     /// Serve the null handler (signature check + JSON parse + 200) as a ceiling
     /// (listens on --listen, default 127.0.0.1:8099).
@@ -213,7 +226,19 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
             concurrency,
             park,
             server_pid,
+            sandbox_url,
+            sandbox_app_secret,
+            sandbox_pid,
         } => {
+            let standalone = match (sandbox_url, sandbox_app_secret) {
+                (Some(url), Some(app_secret)) => Some(crate::bench_flows::Standalone {
+                    url: url.trim_end_matches('/').to_owned(),
+                    app_secret,
+                    pid: sandbox_pid,
+                }),
+                (None, None) => None,
+                _ => bail!("--sandbox-url and --sandbox-app-secret go together"),
+            };
             crate::bench_flows::run(crate::bench_flows::FlowsPlan {
                 url: url.trim_end_matches('/').to_owned(),
                 api_key,
@@ -221,6 +246,7 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
                 concurrency: concurrency.max(1),
                 park,
                 server_pid,
+                standalone,
             })
             .await
         }

@@ -2,7 +2,12 @@
 //! decide, send, end) on a sandbox number. Every customer writes, gets the question, answers,
 //! gets the answer; the run reports completed conversations per second, the engine's step
 //! latency (from an input to the effect it causes, from the step log), and optionally the
-//! server's RSS with many executions parked in waits.
+//! CPU time each process spent per conversation and the server's RSS with many executions
+//! parked in waits.
+//!
+//! Meta is played by the server's embedded sandbox, or by a standalone one
+//! (`chasqui sandbox serve`) in its own process: then the server's CPU time is the server's
+//! alone, without Meta's side of every exchange.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,17 @@ pub(crate) struct FlowsPlan {
     pub(crate) concurrency: usize,
     pub(crate) park: usize,
     pub(crate) server_pid: Option<u32>,
+    pub(crate) standalone: Option<Standalone>,
+}
+
+/// A standalone sandbox playing Meta.
+pub(crate) struct Standalone {
+    /// Its base URL (control API under `/v1`).
+    pub(crate) url: String,
+    /// The app secret it signs webhooks with.
+    pub(crate) app_secret: String,
+    /// Its process id, to read its CPU time.
+    pub(crate) pid: Option<u32>,
 }
 
 struct Api {
@@ -33,20 +49,11 @@ impl Api {
         path: &str,
         body: Value,
     ) -> anyhow::Result<Value> {
-        let mut request = self
+        let request = self
             .http
             .request(method, format!("{}{path}", self.url))
             .header("x-api-key", &self.key);
-        if !body.is_null() {
-            request = request.json(&body);
-        }
-        let response = request.send().await.with_context(|| path.to_owned())?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
+        exchange(request, path, body).await
     }
 
     /// Executions per status, from `/metrics`.
@@ -72,6 +79,25 @@ impl Api {
     }
 }
 
+/// Sends `request` (with `body` as JSON unless null) and returns the JSON answer, or an error
+/// naming `what` for a failure status.
+async fn exchange(
+    mut request: reqwest::RequestBuilder,
+    what: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.with_context(|| what.to_owned())?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{what}: {status} {body}");
+    }
+    Ok(body)
+}
+
 fn node(id: &str, t: &str, config: Value) -> Value {
     json!({"id": id, "data": {"node_type": t, "config": config}})
 }
@@ -80,12 +106,33 @@ fn edge(s: &str, t: &str, label: &str) -> Value {
     json!({"source": s, "target": t, "label": label})
 }
 
-async fn setup(api: &Api, definition: Value, trigger: Value) -> anyhow::Result<(String, String)> {
+/// A new sandbox number of the server's embedded sandbox.
+fn sandbox_number() -> Value {
+    json!({"whatsapp_phone_number": {"kind": "sandbox", "name": "bench flows"}})
+}
+
+/// A new cloud number on the standalone sandbox (which accepts any numeric id and token).
+fn standalone_number(sandbox: &Standalone) -> Value {
+    json!({"whatsapp_phone_number": {
+        "kind": "cloud", "name": "bench flows",
+        "phone_number_id": format!("7{}", chasqui_core::ids::random_digits(14)),
+        "business_account_id": format!("6{}", chasqui_core::ids::random_digits(14)),
+        "display_phone_number": "15550002222", "access_token": "bench-token",
+        "app_secret": sandbox.app_secret,
+    }})
+}
+
+async fn setup(
+    api: &Api,
+    number: Value,
+    definition: Value,
+    trigger: Value,
+) -> anyhow::Result<(String, String)> {
     let number = api
         .call(
             reqwest::Method::POST,
             "/platform/v1/whatsapp/phone_numbers",
-            json!({"whatsapp_phone_number": {"kind": "sandbox", "name": "bench flows"}}),
+            number,
         )
         .await?;
     let pnid = number["data"]["phone_number_id"]
@@ -124,7 +171,59 @@ async fn wait_for(api: &Api, what: &str, check: impl Fn(u64, u64) -> bool) -> an
         if started.elapsed() > Duration::from_secs(600) {
             bail!("timed out waiting for {what} (waiting {waiting}, ended {ended})");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(POLL_MILLIS)).await;
+    }
+}
+
+/// How often the tool looks at `/metrics` while it waits: the run's end is known that late at
+/// most.
+const POLL_MILLIS: u64 = 50;
+
+/// Linux's `USER_HZ`: the unit of the CPU times in `/proc/PID/stat`.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system, all threads, in milliseconds) process `pid` has used so far.
+fn cpu_millis(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1000 / USER_HZ)
+}
+
+/// CPU time of the processes taking part in a run: the server, the standalone sandbox and
+/// this tool.
+struct CpuClock {
+    pids: Vec<(&'static str, u32)>,
+    start: Vec<Option<u64>>,
+}
+
+impl CpuClock {
+    fn start(server: Option<u32>, sandbox: Option<u32>) -> Self {
+        let mut pids = Vec::new();
+        if let Some(pid) = server {
+            pids.push(("server", pid));
+        }
+        if let Some(pid) = sandbox {
+            pids.push(("standalone sandbox", pid));
+        }
+        pids.push(("this tool", std::process::id()));
+        let start = pids.iter().map(|(_, pid)| cpu_millis(*pid)).collect();
+        Self { pids, start }
+    }
+
+    /// Each process's CPU time since the start, divided by `units`, in milliseconds.
+    fn per_unit(&self, units: usize) -> Vec<(&'static str, f64)> {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .filter_map(|((name, pid), start)| {
+                let used = cpu_millis(*pid)?.checked_sub((*start)?)?;
+                Some((*name, used as f64 / units.max(1) as f64))
+            })
+            .collect()
     }
 }
 
@@ -167,8 +266,13 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         "edges": [edge("start", "ask", "next"), edge("ask", "wait", "next"), edge("wait", "route", "next"),
                   edge("route", "done", "yes"), edge("route", "later", "no")],
     });
+    let number = match &plan.standalone {
+        Some(sandbox) => standalone_number(sandbox),
+        None => sandbox_number(),
+    };
     let (pnid, wid) = setup(
         &api,
+        number,
         definition,
         json!({"trigger_type": "inbound_message", "active": true}),
     )
@@ -176,24 +280,35 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
     let run_id = chasqui_core::ids::random_digits(4);
     let customer = |i: usize| format!("1557{run_id}{i:07}");
     let (waiting0, ended0) = api.counts().await?;
+    let meta = match &plan.standalone {
+        Some(sandbox) => format!("the standalone sandbox at {}", sandbox.url),
+        None => "the embedded sandbox".to_owned(),
+    };
     eprintln!(
-        "{} customers through a five-step flow on sandbox number {pnid} ({} at a time)",
+        "{} customers through a five-step flow on number {pnid} ({} at a time; Meta is {meta})",
         plan.customers, plan.concurrency
     );
 
+    let standalone = plan.standalone.as_ref();
     let say = |i: usize, text: &'static str| {
         let api = &api;
         let pnid = pnid.clone();
         let from = customer(i);
+        let body = json!({"from": from, "profile_name": format!("Bench {i}"), "message": {"type": "text", "text": {"body": text}}});
         async move {
-            api.call(
-                reqwest::Method::POST,
-                &format!("/sandbox/v1/phone_numbers/{pnid}/inbound"),
-                json!({"from": from, "profile_name": format!("Bench {i}"), "message": {"type": "text", "text": {"body": text}}}),
-            )
-            .await
+            match standalone {
+                Some(sandbox) => {
+                    let url = format!("{}/v1/phone_numbers/{pnid}/inbound", sandbox.url);
+                    exchange(api.http.post(&url), &url, body).await
+                }
+                None => {
+                    let path = format!("/sandbox/v1/phone_numbers/{pnid}/inbound");
+                    api.call(reqwest::Method::POST, &path, body).await
+                }
+            }
         }
     };
+    let cpu = CpuClock::start(plan.server_pid, standalone.and_then(|s| s.pid));
     let started = Instant::now();
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(0..plan.customers)
         .map(|i| say(i, "hi"))
@@ -218,6 +333,10 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
     })
     .await?;
     let elapsed = started.elapsed();
+    // The status webhooks of the last sends are still coming: the CPU a conversation costs
+    // includes applying them.
+    crate::bench::wait_processed(&plan.url, started).await?;
+    let cpu = cpu.per_unit(plan.customers);
 
     // Step latency from the step log: an input (start or reply) to the send it caused.
     let mut latencies: Vec<i64> = Vec::new();
@@ -285,6 +404,14 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     );
+    let cpu: Vec<String> = cpu
+        .iter()
+        .map(|(name, millis)| format!("{name} {millis:.2} ms"))
+        .collect();
+    println!(
+        "CPU per conversation, its status webhooks applied: {}",
+        cpu.join(", ")
+    );
 
     if plan.park > 0 {
         park(&api, &plan).await?;
@@ -300,7 +427,8 @@ async fn park(api: &Api, plan: &FlowsPlan) -> anyhow::Result<()> {
                   node("wait", "wait_for_response", json!({"timeout_seconds": 604800, "save_response_to": "a"}))],
         "edges": [edge("start", "wait", "next")],
     });
-    let (pnid, wid) = setup(api, definition, json!({"trigger_type": "api_call"})).await?;
+    let trigger = json!({"trigger_type": "api_call"});
+    let (pnid, wid) = setup(api, sandbox_number(), definition, trigger).await?;
     let before = plan.server_pid.and_then(rss_kib);
     let (waiting0, _) = api.counts().await?;
     let run_id = chasqui_core::ids::random_digits(4);
