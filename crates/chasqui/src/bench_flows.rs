@@ -56,8 +56,8 @@ impl Api {
         exchange(request, path, body).await
     }
 
-    /// Executions per status, from `/metrics`.
-    async fn counts(&self) -> anyhow::Result<(u64, u64)> {
+    /// Executions waiting, ended and failed, from `/metrics`.
+    async fn counts(&self) -> anyhow::Result<(u64, u64, u64)> {
         let text = self
             .http
             .get(format!("{}/metrics", self.url))
@@ -75,7 +75,7 @@ impl Api {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        Ok((read("waiting"), read("ended")))
+        Ok((read("waiting"), read("ended"), read("failed")))
     }
 }
 
@@ -161,19 +161,42 @@ async fn setup(
     Ok((pnid, wid))
 }
 
-async fn wait_for(api: &Api, what: &str, check: impl Fn(u64, u64) -> bool) -> anyhow::Result<()> {
-    let started = Instant::now();
+/// Waits until `check(waiting, ended)` holds; gives up when an execution fails (more than
+/// `failed_before`), as none should, or when nothing moves for [`STALL`].
+async fn wait_for(
+    api: &Api,
+    what: &str,
+    failed_before: u64,
+    check: impl Fn(u64, u64) -> bool,
+) -> anyhow::Result<()> {
+    const HINT: &str = "GET /platform/v1/workflow_executions/ID tells why; with --sandbox-url \
+        the server must run with --graph-base-url set to the standalone sandbox";
+    let mut last = (0, 0, Instant::now());
     loop {
-        let (waiting, ended) = api.counts().await?;
+        let (waiting, ended, failed) = api.counts().await?;
         if check(waiting, ended) {
             return Ok(());
         }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("timed out waiting for {what} (waiting {waiting}, ended {ended})");
+        if failed > failed_before {
+            bail!(
+                "{} executions failed while waiting for {what} ({HINT})",
+                failed - failed_before
+            );
+        }
+        if (waiting, ended) != (last.0, last.1) {
+            last = (waiting, ended, Instant::now());
+        } else if last.2.elapsed() > STALL {
+            bail!(
+                "nothing moved for {} s while waiting for {what} (waiting {waiting}, ended {ended}; {HINT})",
+                STALL.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(POLL_MILLIS)).await;
     }
 }
+
+/// How long the executions may stay as they are before the tool gives up.
+const STALL: Duration = Duration::from_secs(30);
 
 /// How often the tool looks at `/metrics` while it waits: the run's end is known that late at
 /// most.
@@ -279,7 +302,7 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
     .await?;
     let run_id = chasqui_core::ids::random_digits(4);
     let customer = |i: usize| format!("1557{run_id}{i:07}");
-    let (waiting0, ended0) = api.counts().await?;
+    let (waiting0, ended0, failed0) = api.counts().await?;
     let meta = match &plan.standalone {
         Some(sandbox) => format!("the standalone sandbox at {}", sandbox.url),
         None => "the embedded sandbox".to_owned(),
@@ -317,7 +340,7 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let n = plan.customers as u64;
-    wait_for(&api, "every customer asked", |waiting, _| {
+    wait_for(&api, "every customer asked", failed0, |waiting, _| {
         waiting >= waiting0 + n
     })
     .await?;
@@ -328,7 +351,7 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    wait_for(&api, "every conversation complete", |_, ended| {
+    wait_for(&api, "every conversation complete", failed0, |_, ended| {
         ended >= ended0 + n
     })
     .await?;
@@ -430,7 +453,7 @@ async fn park(api: &Api, plan: &FlowsPlan) -> anyhow::Result<()> {
     let trigger = json!({"trigger_type": "api_call"});
     let (pnid, wid) = setup(api, sandbox_number(), definition, trigger).await?;
     let before = plan.server_pid.and_then(rss_kib);
-    let (waiting0, _) = api.counts().await?;
+    let (waiting0, _, failed0) = api.counts().await?;
     let run_id = chasqui_core::ids::random_digits(4);
     let started = Instant::now();
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(0..plan.park)
@@ -444,7 +467,7 @@ async fn park(api: &Api, plan: &FlowsPlan) -> anyhow::Result<()> {
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let n = plan.park as u64;
-    wait_for(api, "every execution parked", |waiting, _| {
+    wait_for(api, "every execution parked", failed0, |waiting, _| {
         waiting >= waiting0 + n
     })
     .await?;
