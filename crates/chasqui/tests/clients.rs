@@ -14,7 +14,7 @@ use common::{Backend, Harness};
 use serde_json::json;
 
 fn clients_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../clients")
+    common::manifest_dir().join("../../clients")
 }
 
 fn available() -> bool {

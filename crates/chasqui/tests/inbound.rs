@@ -552,7 +552,7 @@ both_backends!(processed_deliveries_are_pruned_after_their_retention);
 
 async fn every_fixture_is_applied(backend: Backend) {
     let mut h = Harness::start(backend).await;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../meta/fixtures/webhooks");
+    let dir = common::manifest_dir().join("../meta/fixtures/webhooks");
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .expect("fixtures")
         .map(|e| e.expect("entry").path())

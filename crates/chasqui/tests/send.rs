@@ -277,7 +277,7 @@ async fn every_type_round_trip(backend: Backend) {
     )
     .await;
     h.settle().await;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../meta/fixtures/send");
+    let dir = common::manifest_dir().join("../meta/fixtures/send");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("fixtures")
         .filter_map(Result::ok)

@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn reproduces_the_signature_fixture_bytes() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/signature");
+        let dir = crate::fixtures("signature");
         let body = std::fs::read(format!("{dir}/body.json")).expect("fixture");
         let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(

@@ -12,4 +12,14 @@ pub mod template;
 pub mod upload;
 pub mod webhook;
 
+/// The directory of this crate's fixtures `sub`, found when the tests run: cargo reuses a test
+/// binary built in another checkout sharing the target directory, so a path fixed at compile
+/// time may point at a checkout that is gone.
+#[cfg(test)]
+pub(crate) fn fixtures(sub: &str) -> String {
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    format!("{root}/fixtures/{sub}")
+}
+
 pub use signature::{sign, verify};

@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn every_request_fixture_is_valid() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/send");
+        let dir = crate::fixtures("send");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).expect("dir") {
             let path = entry.expect("entry").path();

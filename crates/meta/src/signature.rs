@@ -38,10 +38,8 @@ pub fn verify(secret: &[u8], body: &[u8], header: &str) -> bool {
 mod tests {
     use super::*;
 
-    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/signature");
-
     fn read(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{DIR}/{name}")).expect("fixture")
+        std::fs::read(format!("{}/{name}", crate::fixtures("signature"))).expect("fixture")
     }
 
     #[test]

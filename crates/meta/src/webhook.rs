@@ -348,7 +348,7 @@ mod tests {
     use super::*;
 
     fn fixtures() -> Vec<(String, Vec<u8>)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/webhooks");
+        let dir = crate::fixtures("webhooks");
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).expect("fixtures dir") {
             let path = entry.expect("entry").path();

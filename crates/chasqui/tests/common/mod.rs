@@ -38,6 +38,14 @@ macro_rules! both_backends {
     };
 }
 
+/// This crate's directory, found when the tests run (a test binary may be reused from another
+/// checkout sharing the target directory, so a path fixed at compile time may be gone).
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        .into()
+}
+
 pub fn postgres_available() -> bool {
     if chasqui_store::testing::postgres_admin_url().is_some() {
         return true;
