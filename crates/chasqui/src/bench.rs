@@ -254,18 +254,25 @@ pub async fn run(command: BenchCommand, listen: std::net::SocketAddr) -> anyhow:
     }
 }
 
+/// A new `cloud` number's id and its creation body for the Platform API: fresh numeric ids,
+/// any access token, webhooks signed with `app_secret`.
+pub(crate) fn cloud_number(name: &str, app_secret: &str) -> (String, Value) {
+    let pnid = format!("7{}", chasqui_core::ids::random_digits(14));
+    let body = json!({ "whatsapp_phone_number": {
+        "kind": "cloud", "name": name, "phone_number_id": pnid,
+        "business_account_id": format!("6{}", chasqui_core::ids::random_digits(14)),
+        "display_phone_number": "15550001111", "access_token": "bench-token", "app_secret": app_secret,
+    }});
+    (pnid, body)
+}
+
 async fn create_number(
     client: &reqwest::Client,
     url: &str,
     key: &str,
 ) -> anyhow::Result<(String, String)> {
     let secret = chasqui_core::ids::random_token("bench_");
-    let pnid = format!("7{}", chasqui_core::ids::random_digits(14));
-    let body = json!({ "whatsapp_phone_number": {
-        "kind": "cloud", "name": "bench", "phone_number_id": pnid,
-        "business_account_id": format!("6{}", chasqui_core::ids::random_digits(14)),
-        "display_phone_number": "15550001111", "access_token": "bench-token", "app_secret": secret,
-    }});
+    let (pnid, body) = cloud_number("bench", &secret);
     let response = client
         .post(format!("{url}/platform/v1/whatsapp/phone_numbers"))
         .header("x-api-key", key)

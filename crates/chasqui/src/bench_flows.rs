@@ -113,13 +113,7 @@ fn sandbox_number() -> Value {
 
 /// A new cloud number on the standalone sandbox (which accepts any numeric id and token).
 fn standalone_number(sandbox: &Standalone) -> Value {
-    json!({"whatsapp_phone_number": {
-        "kind": "cloud", "name": "bench flows",
-        "phone_number_id": format!("7{}", chasqui_core::ids::random_digits(14)),
-        "business_account_id": format!("6{}", chasqui_core::ids::random_digits(14)),
-        "display_phone_number": "15550002222", "access_token": "bench-token",
-        "app_secret": sandbox.app_secret,
-    }})
+    crate::bench::cloud_number("bench flows", &sandbox.app_secret).1
 }
 
 async fn setup(
