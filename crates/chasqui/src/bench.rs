@@ -550,6 +550,57 @@ pub(crate) async fn wait_processed(
     }
 }
 
+/// The SQLite counters `bench` reports per unit of work, as `/metrics` names them.
+const WRITER_COUNTERS: [(&str, &str); 4] = [
+    ("chasqui_sqlite_statements_total", "statements"),
+    ("chasqui_sqlite_commits_total", "commits"),
+    ("chasqui_sqlite_wal_frames_total", "WAL frames"),
+    ("chasqui_sqlite_rows_changed_total", "rows changed"),
+];
+
+/// What the target's SQLite writer of the main file has done so far (`/metrics`), in
+/// [`WRITER_COUNTERS`]' order; `None` for a target without them (PostgreSQL, null server).
+pub(crate) async fn writer_counts(
+    http: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<Option<[u64; 4]>> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut out = [0; 4];
+    for (slot, (name, _)) in out.iter_mut().zip(WRITER_COUNTERS) {
+        let prefix = format!("{name}{{file=\"main\"}} ");
+        let Some(value) = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+        else {
+            return Ok(None);
+        };
+        *slot = value;
+    }
+    Ok(Some(out))
+}
+
+/// The writer's work between two readings per `units`, e.g. "95.2 statements, 4.7 commits,
+/// 36.0 WAL frames, 41.0 rows changed".
+pub(crate) fn writer_work(before: [u64; 4], after: [u64; 4], units: usize) -> String {
+    WRITER_COUNTERS
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|((_, label), (b, a))| {
+            format!(
+                "{:.1} {label}",
+                a.saturating_sub(*b) as f64 / units.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn null_server(listen: std::net::SocketAddr, secret: String) -> anyhow::Result<()> {
     let secret = Arc::new(secret);
     let app = axum::Router::new().route(

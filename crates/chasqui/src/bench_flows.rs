@@ -326,6 +326,7 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         }
     };
     let cpu = CpuClock::start(plan.server_pid, standalone.and_then(|s| s.pid));
+    let written = crate::bench::writer_counts(&api.http, &plan.url).await?;
     let started = Instant::now();
     let results: Vec<anyhow::Result<Value>> = futures::stream::iter(0..plan.customers)
         .map(|i| say(i, "hi"))
@@ -354,6 +355,15 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
     // includes applying them.
     crate::bench::wait_processed(&plan.url, started).await?;
     let cpu = cpu.per_unit(plan.customers);
+    let written = match (
+        written,
+        crate::bench::writer_counts(&api.http, &plan.url).await?,
+    ) {
+        (Some(before), Some(after)) => {
+            Some(crate::bench::writer_work(before, after, plan.customers))
+        }
+        _ => None,
+    };
 
     // Step latency from the step log: an input (start or reply) to the send it caused.
     let mut latencies: Vec<i64> = Vec::new();
@@ -429,6 +439,11 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         "CPU per conversation, its status webhooks applied: {}",
         cpu.join(", ")
     );
+    if let Some(written) = written {
+        // Counted until the inbox stayed empty for a second: the background loops' polls
+        // of that second are in it.
+        println!("SQLite writer per conversation, its status webhooks applied: {written}");
+    }
 
     if plan.park > 0 {
         park(&api, &plan).await?;

@@ -175,6 +175,7 @@ pub(crate) async fn run(plan: SendPlan) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let pnid = sandbox_number(&client, &plan).await?;
     open_windows(&client, &plan, &pnid).await?;
+    let written = crate::bench::writer_counts(&client, &plan.url).await?;
     let started = Instant::now();
     let deadline = started + plan.duration;
     let plan = std::sync::Arc::new(plan);
@@ -228,6 +229,17 @@ pub(crate) async fn run(plan: SendPlan) -> anyhow::Result<()> {
             report.accepted,
             drained.as_secs_f64()
         );
+        if let (Some(before), Some(after)) = (
+            written,
+            crate::bench::writer_counts(&client, &plan.url).await?,
+        ) {
+            let per_send = crate::bench::writer_work(
+                before,
+                after,
+                usize::try_from(report.accepted).unwrap_or(usize::MAX),
+            );
+            println!("SQLite writer per send, its statuses applied: {per_send}");
+        }
     }
     if out_of_order > 0 {
         bail!("{out_of_order} messages reached Meta out of order");

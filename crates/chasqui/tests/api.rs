@@ -268,6 +268,30 @@ async fn handshake_and_health(backend: Backend) {
         metrics.contains("chasqui_inbound_events_pending 0"),
         "{metrics}"
     );
+    // SQLite: the writers' counters (the harness has written its project and keys).
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{file=\"main\"}} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match backend {
+        Backend::Sqlite => {
+            for name in [
+                "chasqui_sqlite_statements_total",
+                "chasqui_sqlite_commits_total",
+                "chasqui_sqlite_rows_changed_total",
+                "chasqui_sqlite_wal_frames_total",
+            ] {
+                assert!(counter(name).is_some_and(|n| n > 0), "{name}: {metrics}");
+            }
+            assert!(
+                metrics.contains("chasqui_sqlite_statements_total{file=\"inbox\"}"),
+                "{metrics}"
+            );
+        }
+        Backend::Postgres => assert!(!metrics.contains("chasqui_sqlite_"), "{metrics}"),
+    }
     h.stop().await;
     // After a stop the same database opens again (migrations are idempotent) with no first run.
     let dir = tempfile::tempdir().expect("dir");

@@ -45,7 +45,28 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
 }
 
-/// Prometheus text: queue depths (no per-project data).
+/// SQLite: each file's writer counters since the process started, in Prometheus text.
+fn write_counters(db: &chasqui_store::Db) -> String {
+    use chasqui_store::write_stats::WriteCounts;
+    let counts = db.write_counts();
+    if counts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut counter = |name: &str, value: fn(&WriteCounts) -> u64| {
+        out.push_str(&format!("# TYPE {name} counter\n"));
+        for (file, c) in &counts {
+            out.push_str(&format!("{name}{{file=\"{file}\"}} {}\n", value(c)));
+        }
+    };
+    counter("chasqui_sqlite_statements_total", |c| c.statements);
+    counter("chasqui_sqlite_commits_total", |c| c.commits);
+    counter("chasqui_sqlite_rows_changed_total", |c| c.rows_changed);
+    counter("chasqui_sqlite_wal_frames_total", |c| c.wal_frames);
+    out
+}
+
+/// Prometheus text: queue depths (no per-project data) and, on SQLite, the writers' work.
 async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
     let db = state.app.db();
     let gauges = async {
@@ -74,13 +95,14 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
                  # TYPE chasqui_jobs_parked gauge\nchasqui_jobs_parked {parked}\n\
                  # TYPE chasqui_webhook_deliveries_waiting gauge\nchasqui_webhook_deliveries_waiting {waiting}\n\
                  # TYPE chasqui_webhook_deliveries_failed gauge\nchasqui_webhook_deliveries_failed {failed}\n\
-                 # TYPE chasqui_workflow_executions gauge\n{}",
+                 # TYPE chasqui_workflow_executions gauge\n{}{}",
                 executions
                     .iter()
                     .map(|(status, n)| format!(
                         "chasqui_workflow_executions{{status=\"{status}\"}} {n}\n"
                     ))
-                    .collect::<String>()
+                    .collect::<String>(),
+                write_counters(db),
             ),
         ),
         Err(e) => {

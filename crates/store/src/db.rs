@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::checkpoint::{Checkpointer, WalFile};
 use crate::lane::{Lane, LanePin};
 use crate::sql::{LiteConn, Pool, Role, SharedLite};
+use crate::write_stats::{WriteCounts, WriteStats};
 
 /// Reader connections to an SQLite file.
 const READERS: usize = 4;
@@ -118,6 +119,8 @@ pub struct Db {
     lane: Option<Arc<Lane>>,
     /// SQLite: the thread that copies both files' WAL back (the writers never do).
     _checkpoints: Option<Arc<Checkpointer>>,
+    /// SQLite: what each file's writer has done (`main`, then `inbox`).
+    write_stats: Vec<(&'static str, Arc<WriteStats>)>,
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
@@ -314,6 +317,12 @@ impl Db {
                 });
             let checkpoints = Checkpointer::start(files.into())
                 .map_err(|e| bad(&format!("checkpoint thread: {e}")))?;
+            let write_stats =
+                [("main", &mut write), ("inbox", &mut inbox)].map(|(file, writer)| {
+                    let stats = Arc::new(WriteStats::default());
+                    writer.count_into(stats.clone());
+                    (file, stats)
+                });
             Ok(Self {
                 write: Pool::lite(SharedLite::new(vec![write])),
                 read: Pool::lite(SharedLite::new(read)),
@@ -322,6 +331,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 lane: Some(Arc::new(lane)),
                 _checkpoints: Some(Arc::new(checkpoints)),
+                write_stats: write_stats.into(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = AnyConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
@@ -339,10 +349,20 @@ impl Db {
                 backend: Backend::Postgres,
                 lane: None,
                 _checkpoints: None,
+                write_stats: Vec::new(),
             })
         } else {
             Err(bad("expected sqlite:PATH or postgres://..."))
         }
+    }
+
+    /// SQLite: what each file's writer has done since it opened, by file (`main`, `inbox`);
+    /// empty on PostgreSQL.
+    pub fn write_counts(&self) -> Vec<(&'static str, WriteCounts)> {
+        self.write_stats
+            .iter()
+            .map(|(file, stats)| (*file, stats.read()))
+            .collect()
     }
 
     /// The database in use.

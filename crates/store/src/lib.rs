@@ -31,6 +31,7 @@ pub mod triggers;
 pub mod users;
 pub mod webhooks;
 pub mod workflows;
+pub mod write_stats;
 
 pub use db::{Backend, Db, StoreError, redact_url};
 pub use query::{Cursor, Page, decode_cursor, encode_cursor};

@@ -26,6 +26,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::StoreError;
+use crate::write_stats::{Counting, WriteStats};
 
 /// How long a caller waits for a direct SQLite connection before giving up (as sqlx's
 /// pool did).
@@ -511,6 +512,8 @@ pub(crate) struct LiteConn {
     /// Set by the checkpoint thread when this writer's WAL should start over
     /// (`crate::checkpoint`); the writer does it between two transactions.
     restart_wal: Option<Arc<AtomicBool>>,
+    /// Where a writer counts its work (`crate::write_stats`).
+    counting: Option<Counting>,
 }
 
 impl LiteConn {
@@ -553,7 +556,13 @@ impl LiteConn {
             names: HashMap::new(),
             relaxed: false,
             restart_wal: None,
+            counting: None,
         })
+    }
+
+    /// Counts this writer's statements, commits, changed rows and WAL frames into `stats`.
+    pub(crate) fn count_into(&mut self, stats: Arc<WriteStats>) {
+        self.counting = Some(Counting::start(&self.conn, stats));
     }
 
     /// Lets the checkpoint thread ask this writer to restart its WAL through `flag`.
@@ -616,6 +625,7 @@ impl LiteConn {
         if tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG) {
             let started = std::time::Instant::now();
             let result = self.run_statement(query, want);
+            self.counted();
             tracing::debug!(
                 target: "chasqui_store::sql",
                 micros = started.elapsed().as_micros() as u64,
@@ -626,7 +636,16 @@ impl LiteConn {
             );
             return result;
         }
-        self.run_statement(query, want)
+        let result = self.run_statement(query, want);
+        self.counted();
+        result
+    }
+
+    /// Counts the statement just run, if this connection counts its work.
+    fn counted(&mut self) {
+        if let Some(counting) = &mut self.counting {
+            counting.ran(&self.conn, 1);
+        }
     }
 
     fn run_statement(&mut self, query: &Query, want: Want) -> crate::Result<Output> {
@@ -692,6 +711,7 @@ impl LiteConn {
     fn batch(&mut self, sql: &str) -> crate::Result<()> {
         let started = std::time::Instant::now();
         let result = self.conn.execute_batch(sql);
+        self.counted();
         tracing::debug!(
             target: "chasqui_store::sql",
             micros = started.elapsed().as_micros() as u64,
