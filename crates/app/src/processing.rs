@@ -14,7 +14,7 @@ use chasqui_meta::webhook::{
 use chasqui_store::contacts::{self, Identity};
 use chasqui_store::conversations::{self, Activity};
 use chasqui_store::events::PendingEvent;
-use chasqui_store::messages::{self, NewMessage};
+use chasqui_store::messages::{self, Appended, NewMessage};
 use chasqui_store::notifier::Change as Noted;
 use chasqui_store::{Conn, StoreError, events, jobs, media};
 use futures::future::BoxFuture;
@@ -693,35 +693,25 @@ async fn store_status(
         status_at,
         raw: &raw_text,
     };
-    let fresh = messages::append_status(conn, record, now).await?;
-    if !fresh {
-        return Ok(());
-    }
     let parsed = head.status.parse::<MessageStatus>().ok();
-    // Usually the message is ours and the status moves it forward: one statement.
-    let advanced = match parsed {
-        Some(status) => {
-            messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now)
-                .await?
-        }
-        None => false,
-    };
-    let mut known = advanced;
-    if !known {
-        // A send may be taking this wamid right now: wait for it, then look.
+    // Usually the message is ours: the status joins its history in one statement.
+    let mut appended = messages::append_status(conn, record, now).await?;
+    if appended == Appended::NoMessage {
+        // A send may be taking this wamid right now: wait for it, then try again.
         messages::lock_wamid(conn, pnid, &head.id).await?;
-        known = messages::exists(conn, pnid, &head.id).await?;
+        appended = messages::append_status(conn, record, now).await?;
     }
     // A workflow send whose node died before Meta's answer names itself here.
-    if !known
+    if appended == Appended::NoMessage
         && let Some(ours) = raw
             .get("biz_opaque_callback_data")
             .and_then(Value::as_str)
             .and_then(|d| d.strip_prefix(crate::executions::CALLBACK_PREFIX))
+        && messages::adopt_wamid(conn, ours, pnid, &head.id, now).await?
     {
-        known = messages::adopt_wamid(conn, ours, pnid, &head.id, now).await?;
+        appended = messages::append_status(conn, record, now).await?;
     }
-    if !known {
+    if appended == Appended::NoMessage {
         // A message sent outside Chasqui (or before its send was recorded): keep a stub so
         // its statuses have somewhere to live.
         let key = head
@@ -779,14 +769,15 @@ async fn store_status(
             },
         )
         .await?;
+        appended = messages::append_status(conn, record, now).await?;
+    }
+    if appended != Appended::Fresh {
+        // Meta repeated a status the message already has: nothing changes.
+        return Ok(());
     }
     crate::realtime::note(project_id, "status", pnid, None, Some(&head.id));
     if let Some(status) = parsed {
-        if !advanced {
-            // An adopted send (or an old status of a known message, which changes nothing).
-            messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now)
-                .await?;
-        }
+        messages::advance_status(conn, pnid, &head.id, status.as_str(), status.rank(), now).await?;
         if matches!(
             status,
             MessageStatus::Sent

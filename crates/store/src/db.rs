@@ -230,6 +230,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_held",
         include_str!("../migrations/0019_webhook_held.sql"),
     ),
+    (
+        20,
+        "status_history_by_message",
+        include_str!("../migrations/0020_status_history_by_message.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

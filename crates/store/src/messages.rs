@@ -108,13 +108,67 @@ pub struct StatusRecord<'a> {
     pub raw: &'a str,
 }
 
-/// Appends a raw status to the history; false when this (wamid, status) was already seen.
-pub async fn append_status(conn: &mut Conn, s: StatusRecord<'_>, now: i64) -> crate::Result<bool> {
+/// What [`append_status`] did with a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored in its message's history.
+    Fresh,
+    /// Its message has this status already (Meta delivered it again).
+    Seen,
+    /// No message has its wamid: nothing stored.
+    NoMessage,
+}
+
+/// Appends a raw status to the history of the message with its wamid.
+///
+/// On PostgreSQL the message's row is locked (`FOR KEY SHARE`) while the status is added:
+/// a send taking this wamid from a stub (`finish_send`) deletes the stub and moves its
+/// history to the message, and must not miss a status added to the stub meanwhile.
+pub async fn append_status(
+    conn: &mut Conn,
+    s: StatusRecord<'_>,
+    now: i64,
+) -> crate::Result<Appended> {
+    let lock = if conn.is_postgres() {
+        " FOR KEY SHARE"
+    } else {
+        ""
+    };
+    let done = crate::sql::query(format!(
+        "INSERT INTO message_statuses (id, message_id, phone_number_id, wamid, status, status_at, raw, received_at) \
+         SELECT $1, m.id, $2, $3, $4, $5, $6, $7 FROM messages m WHERE m.phone_number_id = $2 AND m.wamid = $3{lock} \
+         ON CONFLICT (message_id, status) DO NOTHING"
+    ))
+    .bind(s.id)
+    .bind(s.phone_number_id)
+    .bind(s.wamid)
+    .bind(s.status)
+    .bind(s.status_at)
+    .bind(s.raw)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Appended::Fresh);
+    }
+    // Nothing added: a repeated status, no message, or (PostgreSQL) the stub it found was
+    // being replaced by its send, which has committed since. Look again.
+    let message: Option<String> = crate::sql::query_scalar(format!(
+        "SELECT id FROM messages WHERE phone_number_id = $1 AND wamid = $2{lock}"
+    ))
+    .bind(s.phone_number_id)
+    .bind(s.wamid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(message) = message else {
+        return Ok(Appended::NoMessage);
+    };
     let done = crate::sql::query(
-        "INSERT INTO message_statuses (id, phone_number_id, wamid, status, status_at, raw, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_number_id, wamid, status) DO NOTHING",
+        "INSERT INTO message_statuses (id, message_id, phone_number_id, wamid, status, status_at, raw, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id, status) DO NOTHING",
     )
     .bind(s.id)
+    .bind(&message)
     .bind(s.phone_number_id)
     .bind(s.wamid)
     .bind(s.status)
@@ -123,7 +177,11 @@ pub async fn append_status(conn: &mut Conn, s: StatusRecord<'_>, now: i64) -> cr
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(if done.rows_affected() == 1 {
+        Appended::Fresh
+    } else {
+        Appended::Seen
+    })
 }
 
 /// Moves a message's status forward; a lower or equal rank changes nothing.
@@ -297,15 +355,16 @@ pub async fn statuses(
     }
     let mut f = Filter::default();
     f.push(Arg::Text(phone_number_id.to_owned()), |p| {
-        format!("phone_number_id = {p}")
+        format!("m.phone_number_id = {p}")
     });
     let placeholders: Vec<String> = wamids
         .iter()
         .map(|w| f.bind(Arg::Text(w.clone())))
         .collect();
-    f.raw(format!("wamid IN ({})", placeholders.join(", ")));
+    f.raw(format!("m.wamid IN ({})", placeholders.join(", ")));
     let sql = format!(
-        "SELECT wamid, raw FROM message_statuses{} ORDER BY status_at, received_at, id",
+        "SELECT m.wamid, s.raw FROM message_statuses s JOIN messages m ON m.id = s.message_id{} \
+         ORDER BY s.status_at, s.received_at, s.id",
         f.where_sql()
     );
     let rows = f.query(sql).fetch_all(db.reader()).await?;
@@ -383,14 +442,23 @@ pub async fn finish_send(
     now: i64,
 ) -> crate::Result<()> {
     lock_wamid(tx, phone_number_id, wamid).await?;
-    crate::sql::query(
-        "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3",
+    let stubs: Vec<String> = crate::sql::query_scalar(
+        "DELETE FROM messages WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'outbound' AND message_type = 'unknown' AND id <> $3 \
+         RETURNING id",
     )
     .bind(phone_number_id)
     .bind(wamid)
     .bind(id)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    for stub in &stubs {
+        // The stub's statuses become the message's (it has none: its wamid was `pending.`).
+        crate::sql::query("UPDATE message_statuses SET message_id = $1 WHERE message_id = $2")
+            .bind(id)
+            .bind(stub)
+            .execute(&mut *tx)
+            .await?;
+    }
     crate::sql::query(
         "UPDATE messages SET wamid = $1, in_flight = 0, updated_at = $2 WHERE id = $3",
     )
@@ -399,13 +467,15 @@ pub async fn finish_send(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    let seen: Vec<String> = crate::sql::query_scalar(
-        "SELECT status FROM message_statuses WHERE phone_number_id = $1 AND wamid = $2",
-    )
-    .bind(phone_number_id)
-    .bind(wamid)
-    .fetch_all(&mut *tx)
-    .await?;
+    if stubs.is_empty() {
+        // No status came before Meta's answer: the history is empty.
+        return Ok(());
+    }
+    let seen: Vec<String> =
+        crate::sql::query_scalar("SELECT status FROM message_statuses WHERE message_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
     for status in seen {
         if let Ok(s) = status.parse::<chasqui_core::MessageStatus>() {
             advance_status(tx, phone_number_id, wamid, s.as_str(), s.rank(), now).await?;
@@ -582,6 +652,147 @@ mod tests {
             vec!["x".to_owned()],
             "the stub folded into the send"
         );
+        db.close().await;
+    }
+
+    fn status<'a>(id: &'a str, wamid: &'a str, name: &'a str) -> StatusRecord<'a> {
+        StatusRecord {
+            id,
+            phone_number_id: "n",
+            wamid,
+            status: name,
+            status_at: 0,
+            raw: "{}",
+        }
+    }
+
+    async fn project(db: &Db) {
+        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+            .execute(db.writer())
+            .await
+            .expect("project");
+    }
+
+    async fn history(db: &Db, message_id: &str) -> Vec<String> {
+        crate::sql::query_scalar(
+            "SELECT status FROM message_statuses WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(message_id)
+        .fetch_all(db.reader())
+        .await
+        .expect("history")
+    }
+
+    /// A status joins its message's history once; a status for an unknown wamid is not
+    /// stored until a message holds it; a send taking a stub's wamid takes its history.
+    #[tokio::test]
+    async fn statuses_join_their_messages_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("m.db").display());
+        let db = Db::connect(&url).await.expect("sqlite");
+        db.migrate().await.expect("migrate");
+        project(&db).await;
+        let mut conn = db.writer().acquire().await.expect("conn");
+        insert(&mut conn, &outbound("a", "A", "text"))
+            .await
+            .expect("a");
+        insert(&mut conn, &outbound("x", "pending.x", "text"))
+            .await
+            .expect("x");
+        for (id, wamid, name, want) in [
+            ("1", "A", "sent", Appended::Fresh),
+            ("2", "A", "sent", Appended::Seen),
+            ("3", "A", "read", Appended::Fresh),
+            ("4", "W", "sent", Appended::NoMessage),
+        ] {
+            let got = append_status(&mut conn, status(id, wamid, name), 5)
+                .await
+                .expect("append");
+            assert_eq!(got, want, "{id}");
+        }
+        assert_eq!(history(&db, "a").await, ["sent", "read"]);
+
+        // W's statuses came before its send finished: they live on a stub meanwhile.
+        insert(&mut conn, &outbound("s", "W", "unknown"))
+            .await
+            .expect("stub");
+        for (id, name) in [("5", "sent"), ("6", "delivered")] {
+            let got = append_status(&mut conn, status(id, "W", name), 5)
+                .await
+                .expect("stub");
+            assert_eq!(got, Appended::Fresh);
+        }
+        finish_send(&mut conn, "x", "n", "W", 9)
+            .await
+            .expect("finish");
+        drop(conn);
+        assert_eq!(history(&db, "x").await, ["sent", "delivered"]);
+        assert!(history(&db, "s").await.is_empty());
+        let (state, holders): (String, i64) = (
+            crate::sql::query_scalar("SELECT status FROM messages WHERE id = 'x'")
+                .fetch_one(db.reader())
+                .await
+                .expect("status"),
+            crate::sql::query_scalar("SELECT COUNT(*) FROM messages WHERE wamid = 'W'")
+                .fetch_one(db.reader())
+                .await
+                .expect("holders"),
+        );
+        assert_eq!((state.as_str(), holders), ("delivered", 1));
+        let listed = statuses(&db, "n", &["W".into(), "A".into()])
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 4, "{listed:?}");
+    }
+
+    /// A status added to a stub while the send that owns its wamid is taking it over is
+    /// moved with the rest: the send waits for the status's transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_status_added_to_a_stub_being_replaced_moves_with_it_postgres() {
+        let Some(admin) = crate::testing::postgres_admin_url() else {
+            assert!(
+                std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "CHASQUI_TEST_POSTGRES_URL is required"
+            );
+            return;
+        };
+        let url = crate::testing::create_postgres_database(&admin, "chasqui_test_history")
+            .await
+            .expect("database");
+        let db = Db::connect(&url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        project(&db).await;
+        let mut conn = db.writer().acquire().await.expect("conn");
+        insert(&mut conn, &outbound("x", "pending.x", "text"))
+            .await
+            .expect("x");
+        insert(&mut conn, &outbound("s", "W", "unknown"))
+            .await
+            .expect("stub");
+        drop(conn);
+
+        let mut webhook = db.writer().begin().await.expect("begin");
+        let got = append_status(&mut webhook, status("1", "W", "delivered"), 5)
+            .await
+            .expect("append");
+        assert_eq!(got, Appended::Fresh);
+        let sender = db.clone();
+        let send = tokio::spawn(async move {
+            let mut tx = sender.writer().begin().await?;
+            finish_send(&mut tx, "x", "n", "W", 9).await?;
+            tx.commit().await?;
+            Ok::<_, crate::StoreError>(())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!send.is_finished(), "the send waits for the status");
+        webhook.commit().await.expect("status commits");
+        send.await.expect("join").expect("the send takes its wamid");
+        assert_eq!(history(&db, "x").await, ["delivered"]);
+        let state: String = crate::sql::query_scalar("SELECT status FROM messages WHERE id = 'x'")
+            .fetch_one(db.reader())
+            .await
+            .expect("status");
+        assert_eq!(state, "delivered");
         db.close().await;
     }
 }
