@@ -308,6 +308,7 @@ impl Db {
             }
             // The writer first: it creates the file and switches it to WAL.
             let mut write = open(path, Role::Writer)?;
+            write.watch_webhooks();
             let read = (0..READERS)
                 .map(|_| open(path, Role::Reader))
                 .collect::<crate::Result<Vec<_>>>()?;
@@ -412,7 +413,9 @@ impl Db {
             }
             Some(options) => {
                 // Holding the writer, so nothing else writes while the schema changes.
-                let _writer = self.write.acquire().await?;
+                let mut writer = self.write.acquire().await?;
+                // The migrations write through a connection of their own.
+                writer.forget_webhook_subscribers();
                 let mut conn = options.connect().await?;
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
                 migrator().run(&mut conn).await?;

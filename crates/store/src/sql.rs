@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as LiteValue, ValueRef};
@@ -26,6 +26,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::StoreError;
+use crate::webhooks::Subscriber;
 use crate::write_stats::{Counting, WriteStats};
 
 /// How long a caller waits for a direct SQLite connection before giving up (as sqlx's
@@ -514,6 +515,18 @@ pub(crate) struct LiteConn {
     restart_wal: Option<Arc<AtomicBool>>,
     /// Where a writer counts its work (`crate::write_stats`).
     counting: Option<Counting>,
+    /// The writer's copy of the webhooks table (`crate::webhooks::Subscriber`), if it
+    /// keeps one.
+    webhooks: Option<WebhooksWatch>,
+}
+
+/// A writer's copy of the webhooks table and how it knows the copy is stale.
+struct WebhooksWatch {
+    /// Bumped by SQLite's hooks whenever a row of `webhooks` changes on this connection and
+    /// whenever a transaction rolls back (a copy read inside it may hold undone changes).
+    changes: Arc<AtomicU64>,
+    /// The copy, with the value of `changes` it was read at.
+    copy: Option<(u64, Arc<[Subscriber]>)>,
 }
 
 impl LiteConn {
@@ -557,7 +570,40 @@ impl LiteConn {
             relaxed: false,
             restart_wal: None,
             counting: None,
+            webhooks: None,
         })
+    }
+
+    /// Keeps a copy of the webhooks table for [`Conn::webhook_subscribers`], valid as long as
+    /// every write to the table goes through this connection (an SQLite file's only writer).
+    pub(crate) fn watch_webhooks(&mut self) {
+        let changes = Arc::new(AtomicU64::new(0));
+        let on_change = changes.clone();
+        self.conn.update_hook(Some(
+            move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+                if table == "webhooks" {
+                    on_change.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        ));
+        let on_rollback = changes.clone();
+        self.conn.rollback_hook(Some(move || {
+            on_rollback.fetch_add(1, Ordering::Relaxed);
+        }));
+        self.webhooks = Some(WebhooksWatch {
+            changes,
+            copy: None,
+        });
+    }
+
+    /// After `sql` ran: a rollback to a savepoint (which SQLite's rollback hook does not
+    /// report) makes the webhooks copy stale.
+    fn after(&mut self, sql: &str) {
+        if let Some(watch) = &self.webhooks
+            && sql.starts_with("ROLLBACK")
+        {
+            watch.changes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts this writer's statements, commits, changed rows and WAL frames into `stats`.
@@ -626,6 +672,7 @@ impl LiteConn {
             let started = std::time::Instant::now();
             let result = self.run_statement(query, want);
             self.counted();
+            self.after(&query.sql);
             tracing::debug!(
                 target: "chasqui_store::sql",
                 micros = started.elapsed().as_micros() as u64,
@@ -638,6 +685,7 @@ impl LiteConn {
         }
         let result = self.run_statement(query, want);
         self.counted();
+        self.after(&query.sql);
         result
     }
 
@@ -712,6 +760,7 @@ impl LiteConn {
         let started = std::time::Instant::now();
         let result = self.conn.execute_batch(sql);
         self.counted();
+        self.after(sql);
         tracing::debug!(
             target: "chasqui_store::sql",
             micros = started.elapsed().as_micros() as u64,
@@ -884,6 +933,51 @@ fn end_sql(depth: usize, commit: bool) -> Cow<'static, str> {
 }
 
 impl Conn {
+    /// The writer's copy of the webhooks table: `None` when this connection keeps none
+    /// (PostgreSQL, where other nodes write too; SQLite readers), `Some(None)` when it must
+    /// be read again ([`Conn::keep_webhook_subscribers`]).
+    pub(crate) fn webhook_subscribers(&self) -> Option<Option<Arc<[Subscriber]>>> {
+        let ConnInner::Lite(c) = &self.inner else {
+            return None;
+        };
+        let watch = c.webhooks.as_ref()?;
+        let now = watch.changes.load(Ordering::Relaxed);
+        Some(match &watch.copy {
+            Some((at, copy)) if *at == now => Some(copy.clone()),
+            _ => None,
+        })
+    }
+
+    /// The change count to read a new copy of the webhooks table at (before reading it).
+    pub(crate) fn webhook_changes(&self) -> Option<u64> {
+        match &self.inner {
+            ConnInner::Lite(c) => c
+                .webhooks
+                .as_ref()
+                .map(|w| w.changes.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
+
+    /// Keeps `copy` of the webhooks table, read when the change count was `at`.
+    pub(crate) fn keep_webhook_subscribers(&mut self, at: u64, copy: Arc<[Subscriber]>) {
+        if let ConnInner::Lite(c) = &mut self.inner
+            && let Some(watch) = &mut c.webhooks
+        {
+            watch.copy = Some((at, copy));
+        }
+    }
+
+    /// Drops the writer's copy of the webhooks table (after another connection changed it:
+    /// migrations).
+    pub(crate) fn forget_webhook_subscribers(&mut self) {
+        if let ConnInner::Lite(c) = &mut self.inner
+            && let Some(watch) = &mut c.webhooks
+        {
+            watch.copy = None;
+        }
+    }
+
     /// Whether this is a PostgreSQL connection.
     pub fn is_postgres(&self) -> bool {
         match &self.inner {

@@ -210,6 +210,52 @@ pub async fn list(
     rows.iter().map(webhook).collect()
 }
 
+/// What a fan-out needs to know of a webhook to tell whether it could reach it: the SQLite
+/// writer keeps these for the whole table (a few rows per project), so that an event no
+/// webhook subscribes to costs no statement. Every write to the table goes through that
+/// writer, whose hooks mark the copy stale ([`crate::Conn::webhook_subscribers`]).
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    project_id: String,
+    kind: String,
+    phone_number_id: Option<String>,
+    active: bool,
+    events: String,
+}
+
+/// Whether a webhook `reaches` picks could get a delivery: always on PostgreSQL (other nodes
+/// write the table too); on SQLite, from the writer's copy of the table, read again after
+/// any change to it.
+async fn may_reach(conn: &mut Conn, reaches: impl Fn(&Subscriber) -> bool) -> crate::Result<bool> {
+    let copy = match conn.webhook_subscribers() {
+        None => return Ok(true),
+        Some(Some(copy)) => copy,
+        Some(None) => {
+            let at = conn.webhook_changes().unwrap_or_default();
+            let rows = crate::sql::query(
+                "SELECT project_id, kind, phone_number_id, active, events FROM webhooks",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let copy = rows
+                .iter()
+                .map(|r| {
+                    Ok(Subscriber {
+                        project_id: col(r, "project_id")?,
+                        kind: col(r, "kind")?,
+                        phone_number_id: col(r, "phone_number_id")?,
+                        active: col(r, "active")?,
+                        events: col(r, "events")?,
+                    })
+                })
+                .collect::<crate::Result<std::sync::Arc<[Subscriber]>>>()?;
+            conn.keep_webhook_subscribers(at, copy.clone());
+            copy
+        }
+    };
+    Ok(copy.iter().any(reaches))
+}
+
 /// An event to deliver to every webhook of its scope that subscribes to it.
 #[derive(Debug, Clone, Copy)]
 pub struct NewEvent<'a> {
@@ -232,6 +278,21 @@ pub struct NewEvent<'a> {
 /// webhooks that buffer this event, the delivery waits as `buffered` under `batch_key` until
 /// the window that opened with the first buffered event of that key ends.
 pub async fn publish(conn: &mut Conn, e: NewEvent<'_>, now: i64) -> crate::Result<u64> {
+    // The statement's filter, on the copy.
+    let quoted = format!("\"{}\"", e.event_type);
+    let subscribed = may_reach(conn, |w| {
+        w.project_id == e.project_id
+            && w.kind == "kapso"
+            && w.active
+            && w.events.contains(&quoted)
+            && (w.phone_number_id.is_none()
+                || (e.phone_number_id.is_some()
+                    && w.phone_number_id.as_deref() == e.phone_number_id))
+    })
+    .await?;
+    if !subscribed {
+        return Ok(0);
+    }
     let done = crate::sql::query(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, status, attempts, next_attempt_at, created_at, updated_at, batch_key) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, $2, $3, $4, \
@@ -252,7 +313,7 @@ pub async fn publish(conn: &mut Conn, e: NewEvent<'_>, now: i64) -> crate::Resul
     .bind(e.subject)
     .bind(now)
     .bind(e.project_id)
-    .bind(format!("\"{}\"", e.event_type))
+    .bind(quoted)
     .bind(e.batch_key)
     .execute(conn)
     .await?;
@@ -795,6 +856,17 @@ pub async fn publish_raw(
     payload: &str,
     now: i64,
 ) -> crate::Result<u64> {
+    // The statement's filter, on the copy.
+    let subscribed = may_reach(conn, |w| {
+        w.project_id == project_id
+            && w.phone_number_id.as_deref() == Some(phone_number_id)
+            && w.kind == "meta"
+            && w.active
+    })
+    .await?;
+    if !subscribed {
+        return Ok(0);
+    }
     let done = crate::sql::query(format!(
         "INSERT INTO webhook_deliveries (id, project_id, webhook_id, event_id, event_type, phone_number_id, subject, payload, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT $1 || '.' || w.id, w.project_id, w.id, $1, 'meta', $2, '{{}}', $3, {WAITING}, 0, $4, $4, $4 FROM webhooks w \
@@ -972,4 +1044,188 @@ pub async fn delete_finished_before(
         .await?;
     tx.commit().await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(id: &str, kind: &str, number: Option<&str>, events: &str) -> Webhook {
+        Webhook {
+            id: id.into(),
+            project_id: "p".into(),
+            phone_number_id: number.map(str::to_owned),
+            url: "http://127.0.0.1:9/hook".into(),
+            kind: kind.into(),
+            events: events.into(),
+            secret_enc: String::new(),
+            headers: "{}".into(),
+            active: true,
+            buffer_enabled: false,
+            buffer_window_seconds: 5,
+            max_buffer_size: 10,
+            buffer_events: "[]".into(),
+            inactivity_minutes: 60,
+            payload_version: "v2".into(),
+            paused_at: None,
+            pause_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn event<'a>(id: &'a str, event_type: &'a str, number: Option<&'a str>) -> NewEvent<'a> {
+        NewEvent {
+            id,
+            event_type,
+            project_id: "p",
+            phone_number_id: number,
+            subject: "{}",
+            batch_key: None,
+        }
+    }
+
+    /// Deliveries made, and statements the writer ran, for `publish` of `e`.
+    async fn publish_counted(db: &Db, e: NewEvent<'_>) -> (u64, u64) {
+        let statements = || {
+            db.write_counts()
+                .into_iter()
+                .find_map(|(file, c)| (file == "main").then_some(c.statements))
+                .unwrap_or_default()
+        };
+        let before = statements();
+        let mut conn = db.writer().acquire().await.expect("conn");
+        let made = publish(&mut conn, e, 1).await.expect("publish");
+        drop(conn);
+        (made, statements() - before)
+    }
+
+    /// The SQLite writer skips fan-outs no webhook could take, and its copy of the table
+    /// follows every change to it, rolled-back ones included.
+    #[tokio::test]
+    async fn fan_outs_no_webhook_takes_run_no_statement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("w.db").display());
+        let db = Db::connect(&url).await.expect("sqlite");
+        db.migrate().await.expect("migrate");
+        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+            .execute(db.writer())
+            .await
+            .expect("project");
+        let received = "whatsapp.message.received";
+
+        // No webhook: the first look reads the table, the next ones nothing.
+        assert_eq!(
+            publish_counted(&db, event("e1", received, Some("n"))).await,
+            (0, 1)
+        );
+        assert_eq!(
+            publish_counted(&db, event("e2", received, Some("n"))).await,
+            (0, 0)
+        );
+
+        let mut w = hook("w1", "kapso", None, "[\"whatsapp.message.received\"]");
+        insert(&db, &w).await.expect("insert");
+        assert_eq!(
+            publish_counted(&db, event("e3", received, Some("n"))).await,
+            (1, 2)
+        );
+        assert_eq!(
+            publish_counted(&db, event("e4", received, None)).await,
+            (1, 1)
+        );
+        // Another event, another project's number scope: nothing to run.
+        let sent = "whatsapp.message.sent";
+        assert_eq!(
+            publish_counted(&db, event("e5", sent, Some("n"))).await,
+            (0, 0)
+        );
+
+        w.events = "[\"whatsapp.message.sent\"]".into();
+        update(&db, &w).await.expect("update");
+        assert_eq!(
+            publish_counted(&db, event("e6", sent, Some("n"))).await.0,
+            1
+        );
+        assert_eq!(
+            publish_counted(&db, event("e7", received, Some("n"))).await,
+            (0, 0)
+        );
+
+        // A number's webhook takes that number's events only.
+        insert(
+            &db,
+            &hook("w2", "kapso", Some("m"), "[\"whatsapp.message.received\"]"),
+        )
+        .await
+        .expect("insert");
+        assert_eq!(
+            publish_counted(&db, event("e8", received, Some("n")))
+                .await
+                .0,
+            0
+        );
+        assert_eq!(
+            publish_counted(&db, event("e9", received, Some("m")))
+                .await
+                .0,
+            1
+        );
+        assert_eq!(
+            publish_counted(&db, event("e10", received, None)).await,
+            (0, 0)
+        );
+
+        // Deleted in a transaction that rolls back: the webhook is still there.
+        let mut tx = db.writer().begin().await.expect("begin");
+        crate::sql::query("DELETE FROM webhooks WHERE id = 'w2'")
+            .execute(&mut *tx)
+            .await
+            .expect("delete");
+        assert_eq!(
+            publish(&mut tx, event("e11", received, Some("m")), 1)
+                .await
+                .expect("in tx"),
+            0
+        );
+        tx.rollback().await.expect("rollback");
+        assert_eq!(
+            publish_counted(&db, event("e12", received, Some("m")))
+                .await
+                .0,
+            1
+        );
+        // The same inside a savepoint (a group-commit unit that failed).
+        let mut tx = db.writer().begin().await.expect("begin");
+        let mut unit = tx.begin().await.expect("savepoint");
+        crate::sql::query("DELETE FROM webhooks WHERE id = 'w2'")
+            .execute(&mut *unit)
+            .await
+            .expect("delete");
+        let inside = publish(&mut unit, event("e13", received, Some("m")), 1).await;
+        assert_eq!(inside.expect("in unit"), 0);
+        unit.rollback().await.expect("rollback to savepoint");
+        let after = publish(&mut tx, event("e14", received, Some("m")), 1).await;
+        assert_eq!(after.expect("after"), 1);
+        tx.commit().await.expect("commit");
+
+        // Meta's raw payloads reach the number's meta webhook only.
+        let raw = |id: &'static str, number: &'static str| {
+            let db = db.clone();
+            async move {
+                let mut conn = db.writer().acquire().await.expect("conn");
+                publish_raw(&mut conn, "p", number, id, "{}", 1)
+                    .await
+                    .expect("raw")
+            }
+        };
+        assert_eq!(raw("r1", "m").await, 0);
+        insert(&db, &hook("w3", "meta", Some("m"), "[]"))
+            .await
+            .expect("insert");
+        assert_eq!(raw("r2", "m").await, 1);
+        assert_eq!(raw("r3", "n").await, 0);
+        assert!(delete(&db, "p", "w3").await.expect("delete"));
+        assert_eq!(raw("r4", "m").await, 0);
+    }
 }
