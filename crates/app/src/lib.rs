@@ -234,9 +234,30 @@ impl App {
         &self.inner.http
     }
 
-    /// Wakes the workers (new events or jobs).
+    /// Wakes every worker loop, the webhook deliveries' included.
     pub fn wake(&self) {
         self.inner.wake.notify_waiters();
+        self.inner.db.wake_deliveries();
+    }
+
+    /// Wakes the worker loops after work that made webhook deliveries only by publishing
+    /// events: on SQLite the delivery loops are woken by the commit that made them
+    /// ([`chasqui_store::Db::deliveries_committed`]), so only the others here; on
+    /// PostgreSQL every loop, as [`App::wake`].
+    pub fn wake_workers(&self) {
+        match self.inner.db.deliveries_committed() {
+            Some(_) => self.inner.wake.notify_waiters(),
+            None => self.wake(),
+        }
+    }
+
+    /// What the webhook delivery loops wait for: a commit that made deliveries or
+    /// [`App::wake`] on SQLite, any wake-up on PostgreSQL. Arm it before looking for work.
+    pub fn deliveries_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner
+            .db
+            .deliveries_committed()
+            .unwrap_or_else(|| self.inner.wake.notified())
     }
 
     /// Completes once [`App::wake`] is called. Arm it (`Notified::enable`) before looking for

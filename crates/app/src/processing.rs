@@ -133,7 +133,7 @@ async fn apply_batch(app: &App) -> Result<(usize, Vec<Noted>), StoreError> {
     }
     if !done.is_empty() {
         events::mark_processed(db, &done, now).await?;
-        app.wake();
+        app.wake_workers();
     }
     if !unclaimed.is_empty() {
         events::release(db, &unclaimed).await?;

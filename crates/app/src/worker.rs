@@ -67,14 +67,29 @@ pub async fn run(app: App, shutdown: CancellationToken) {
 /// Runs `step` until `shutdown`; after a step that found nothing to do (or failed), waits
 /// for a wake-up, the poll interval or the shutdown. The wake-up is armed before the step
 /// looks for work, so one that comes between the look and the wait is not lost.
-async fn repeat<F, Fut, E>(app: &App, shutdown: &CancellationToken, what: &str, mut step: F)
+async fn repeat<F, Fut, E>(app: &App, shutdown: &CancellationToken, what: &str, step: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<usize, E>>,
     E: std::fmt::Display,
 {
+    repeat_on(App::woken, app, shutdown, what, step).await;
+}
+
+/// [`repeat`], woken by `woken` instead of [`App::woken`].
+async fn repeat_on<F, Fut, E>(
+    woken: for<'a> fn(&'a App) -> Notified<'a>,
+    app: &App,
+    shutdown: &CancellationToken,
+    what: &str,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, E>>,
+    E: std::fmt::Display,
+{
     while !shutdown.is_cancelled() {
-        let woken = app.woken();
+        let woken = woken(app);
         tokio::pin!(woken);
         woken.as_mut().enable();
         match step().await {
@@ -104,9 +119,14 @@ async fn inbound_loop(app: App, shutdown: CancellationToken) {
 
 async fn webhooks_loop(app: App, shutdown: CancellationToken) {
     let client = crate::webhooks::delivery_client(app.settings().webhook_allow_private);
-    repeat(&app, &shutdown, "delivering webhooks", || {
-        crate::webhooks::deliver_due(&app, &client)
-    })
+    // Not woken by every event and step: by the commits that made deliveries.
+    repeat_on(
+        App::deliveries_woken,
+        &app,
+        &shutdown,
+        "delivering webhooks",
+        || crate::webhooks::deliver_due(&app, &client),
+    )
     .await;
 }
 

@@ -121,6 +121,8 @@ pub struct Db {
     _checkpoints: Option<Arc<Checkpointer>>,
     /// SQLite: what each file's writer has done (`main`, then `inbox`).
     write_stats: Vec<(&'static str, Arc<WriteStats>)>,
+    /// SQLite: notified when a commit has made webhook deliveries.
+    deliveries: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Schema of the SQLite inbox file (the same table the PostgreSQL migration creates).
@@ -309,6 +311,8 @@ impl Db {
             // The writer first: it creates the file and switches it to WAL.
             let mut write = open(path, Role::Writer)?;
             write.watch_webhooks();
+            let deliveries = Arc::new(tokio::sync::Notify::new());
+            write.announce_deliveries(deliveries.clone());
             let read = (0..READERS)
                 .map(|_| open(path, Role::Reader))
                 .collect::<crate::Result<Vec<_>>>()?;
@@ -338,6 +342,7 @@ impl Db {
                 lane: Some(Arc::new(lane)),
                 _checkpoints: Some(Arc::new(checkpoints)),
                 write_stats: write_stats.into(),
+                deliveries: Some(deliveries),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = AnyConnectOptions::from_str(url).map_err(|e| bad(&e.to_string()))?;
@@ -356,6 +361,7 @@ impl Db {
                 lane: None,
                 _checkpoints: None,
                 write_stats: Vec::new(),
+                deliveries: None,
             })
         } else {
             Err(bad("expected sqlite:PATH or postgres://..."))
@@ -369,6 +375,21 @@ impl Db {
             .iter()
             .map(|(file, stats)| (*file, stats.read()))
             .collect()
+    }
+
+    /// SQLite: completes after the next commit that makes webhook deliveries, or
+    /// [`Db::wake_deliveries`]. `None` on PostgreSQL, where commits on other nodes make
+    /// deliveries too. Arm it (`Notified::enable`) before looking for work.
+    pub fn deliveries_committed(&self) -> Option<tokio::sync::futures::Notified<'_>> {
+        self.deliveries.as_ref().map(|n| n.notified())
+    }
+
+    /// SQLite: wakes what waits on [`Db::deliveries_committed`] (deliveries made ready
+    /// otherwise than by a new event: a webhook enabled again, a retry asked for).
+    pub fn wake_deliveries(&self) {
+        if let Some(n) = &self.deliveries {
+            n.notify_waiters();
+        }
     }
 
     /// The database in use.

@@ -518,6 +518,9 @@ pub(crate) struct LiteConn {
     /// The writer's copy of the webhooks table (`crate::webhooks::Subscriber`), if it
     /// keeps one.
     webhooks: Option<WebhooksWatch>,
+    /// Where a writer announces committed webhook deliveries, and whether the open
+    /// transaction has made some.
+    deliveries: Option<(Arc<tokio::sync::Notify>, bool)>,
 }
 
 /// A writer's copy of the webhooks table and how it knows the copy is stale.
@@ -571,7 +574,14 @@ impl LiteConn {
             restart_wal: None,
             counting: None,
             webhooks: None,
+            deliveries: None,
         })
+    }
+
+    /// Announces on `notify` every commit that made webhook deliveries
+    /// ([`Conn::note_deliveries`]).
+    pub(crate) fn announce_deliveries(&mut self, notify: Arc<tokio::sync::Notify>) {
+        self.deliveries = Some((notify, false));
     }
 
     /// Keeps a copy of the webhooks table for [`Conn::webhook_subscribers`], valid as long as
@@ -603,6 +613,14 @@ impl LiteConn {
             && sql.starts_with("ROLLBACK")
         {
             watch.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        // Out of the transaction that made deliveries: committed (or, rarely, rolled back,
+        // which wakes the delivery loops for nothing).
+        if let Some((notify, made @ true)) = &mut self.deliveries
+            && self.conn.is_autocommit()
+        {
+            *made = false;
+            notify.notify_waiters();
         }
     }
 
@@ -965,6 +983,16 @@ impl Conn {
             && let Some(watch) = &mut c.webhooks
         {
             watch.copy = Some((at, copy));
+        }
+    }
+
+    /// Records that the open transaction made webhook deliveries: its commit wakes the
+    /// delivery loops (SQLite's writer; elsewhere nothing).
+    pub(crate) fn note_deliveries(&mut self) {
+        if let ConnInner::Lite(c) = &mut self.inner
+            && let Some((_, made)) = &mut c.deliveries
+        {
+            *made = true;
         }
     }
 

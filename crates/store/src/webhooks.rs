@@ -315,8 +315,11 @@ pub async fn publish(conn: &mut Conn, e: NewEvent<'_>, now: i64) -> crate::Resul
     .bind(e.project_id)
     .bind(quoted)
     .bind(e.batch_key)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        conn.note_deliveries();
+    }
     Ok(done.rows_affected())
 }
 
@@ -878,8 +881,11 @@ pub async fn publish_raw(
     .bind(payload)
     .bind(now)
     .bind(project_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        conn.note_deliveries();
+    }
     Ok(done.rows_affected())
 }
 
@@ -1227,5 +1233,54 @@ mod tests {
         assert_eq!(raw("r3", "n").await, 0);
         assert!(delete(&db, "p", "w3").await.expect("delete"));
         assert_eq!(raw("r4", "m").await, 0);
+    }
+
+    async fn fired(n: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(50), n)
+            .await
+            .is_ok()
+    }
+
+    /// On SQLite, the commit that made deliveries wakes the delivery loops; a commit that
+    /// made none, or a transaction still open, does not.
+    #[tokio::test]
+    async fn a_commit_that_made_deliveries_wakes_the_delivery_loops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("d.db").display());
+        let db = Db::connect(&url).await.expect("sqlite");
+        db.migrate().await.expect("migrate");
+        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+            .execute(db.writer())
+            .await
+            .expect("project");
+        insert(
+            &db,
+            &hook("w1", "kapso", None, "[\"whatsapp.message.sent\"]"),
+        )
+        .await
+        .expect("insert");
+        // No subscriber for this event: a commit with nothing to deliver.
+        let n = db
+            .deliveries_committed()
+            .expect("SQLite announces deliveries");
+        tokio::pin!(n);
+        n.as_mut().enable();
+        let mut tx = db.writer().begin().await.expect("begin");
+        let made = publish(&mut tx, event("a", "whatsapp.message.read", None), 1).await;
+        assert_eq!(made.expect("publish"), 0);
+        tx.commit().await.expect("commit");
+        assert!(!fired(n.as_mut()).await, "nothing to deliver");
+
+        let n = db
+            .deliveries_committed()
+            .expect("SQLite announces deliveries");
+        tokio::pin!(n);
+        n.as_mut().enable();
+        let mut tx = db.writer().begin().await.expect("begin");
+        let made = publish(&mut tx, event("b", "whatsapp.message.sent", None), 1).await;
+        assert_eq!(made.expect("publish"), 1);
+        assert!(!fired(n.as_mut()).await, "not before the commit");
+        tx.commit().await.expect("commit");
+        assert!(fired(n.as_mut()).await, "woken by the commit");
     }
 }

@@ -63,7 +63,7 @@ pub async fn run_due(app: &App, running: &mut tokio::task::JoinSet<()>) -> Resul
                 }
                 }
             }
-            app.wake();
+            app.wake_workers();
         });
     }
     Ok(n)

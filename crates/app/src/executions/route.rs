@@ -108,7 +108,7 @@ pub async fn route_pending(app: &App) -> Result<usize, AppError> {
         result?;
     }
     if n > 0 {
-        app.wake();
+        app.wake_workers();
     }
     Ok(n)
 }
