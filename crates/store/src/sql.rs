@@ -989,10 +989,17 @@ impl Conn {
     /// Records that the open transaction made webhook deliveries: its commit wakes the
     /// delivery loops (SQLite's writer; elsewhere nothing).
     pub(crate) fn note_deliveries(&mut self) {
-        if let ConnInner::Lite(c) = &mut self.inner
-            && let Some((_, made)) = &mut c.deliveries
-        {
-            *made = true;
+        if let ConnInner::Lite(c) = &mut self.inner {
+            let committed = c.conn.is_autocommit();
+            let Some((notify, made)) = &mut c.deliveries else {
+                return;
+            };
+            if committed {
+                // A statement of its own: already committed.
+                notify.notify_waiters();
+            } else {
+                *made = true;
+            }
         }
     }
 

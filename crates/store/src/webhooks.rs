@@ -1282,5 +1282,19 @@ mod tests {
         assert!(!fired(n.as_mut()).await, "not before the commit");
         tx.commit().await.expect("commit");
         assert!(fired(n.as_mut()).await, "woken by the commit");
+
+        // Published by a statement of its own: woken at once.
+        let n = db
+            .deliveries_committed()
+            .expect("SQLite announces deliveries");
+        tokio::pin!(n);
+        n.as_mut().enable();
+        let mut conn = db.writer().acquire().await.expect("conn");
+        let made = publish(&mut conn, event("c", "whatsapp.message.sent", None), 1).await;
+        assert_eq!(made.expect("publish"), 1);
+        assert!(
+            fired(n.as_mut()).await,
+            "woken by the statement's own commit"
+        );
     }
 }
