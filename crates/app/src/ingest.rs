@@ -63,7 +63,9 @@ impl IngestQueue {
                 for reply in replies {
                     let _ = reply.send(result.clone());
                 }
-                app.wake();
+                // For the processing loop (stored deliveries from Meta make no webhook
+                // deliveries by themselves).
+                app.wake_workers();
             }
         });
         (Self { tx }, task)
