@@ -598,22 +598,10 @@ mod tests {
     /// on the unique key with a 500 although Meta had accepted the message.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_taking_its_wamid_waits_for_a_stub_being_made_postgres() {
-        let Some(admin) = crate::testing::postgres_admin_url() else {
-            assert!(
-                std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "CHASQUI_TEST_POSTGRES_URL is required"
-            );
+        let Some(db) = crate::testing::postgres("chasqui_test_wamid").await else {
             return;
         };
-        let url = crate::testing::create_postgres_database(&admin, "chasqui_test_wamid")
-            .await
-            .expect("database");
-        let db = Db::connect(&url).await.expect("connect");
-        db.migrate().await.expect("migrate");
-        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
-            .execute(db.writer())
-            .await
-            .expect("project");
+        crate::testing::project(&db).await;
         let mut conn = db.writer().acquire().await.expect("conn");
         insert(&mut conn, &outbound("x", "pending.x", "text"))
             .await
@@ -666,13 +654,6 @@ mod tests {
         }
     }
 
-    async fn project(db: &Db) {
-        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
-            .execute(db.writer())
-            .await
-            .expect("project");
-    }
-
     async fn history(db: &Db, message_id: &str) -> Vec<String> {
         crate::sql::query_scalar(
             "SELECT status FROM message_statuses WHERE message_id = $1 ORDER BY id",
@@ -688,10 +669,8 @@ mod tests {
     #[tokio::test]
     async fn statuses_join_their_messages_history() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite:{}", dir.path().join("m.db").display());
-        let db = Db::connect(&url).await.expect("sqlite");
-        db.migrate().await.expect("migrate");
-        project(&db).await;
+        let db = crate::testing::sqlite(&dir).await;
+        crate::testing::project(&db).await;
         let mut conn = db.writer().acquire().await.expect("conn");
         insert(&mut conn, &outbound("a", "A", "text"))
             .await
@@ -749,19 +728,10 @@ mod tests {
     /// moved with the rest: the send waits for the status's transaction.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_status_added_to_a_stub_being_replaced_moves_with_it_postgres() {
-        let Some(admin) = crate::testing::postgres_admin_url() else {
-            assert!(
-                std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "CHASQUI_TEST_POSTGRES_URL is required"
-            );
+        let Some(db) = crate::testing::postgres("chasqui_test_history").await else {
             return;
         };
-        let url = crate::testing::create_postgres_database(&admin, "chasqui_test_history")
-            .await
-            .expect("database");
-        let db = Db::connect(&url).await.expect("connect");
-        db.migrate().await.expect("migrate");
-        project(&db).await;
+        crate::testing::project(&db).await;
         let mut conn = db.writer().acquire().await.expect("conn");
         insert(&mut conn, &outbound("x", "pending.x", "text"))
             .await

@@ -1,4 +1,4 @@
-//! Helpers for tests that need a real PostgreSQL: a fresh database per test.
+//! Helpers for tests: a fresh database per test (a real PostgreSQL, or an SQLite file).
 
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -27,4 +27,50 @@ pub async fn create_postgres_database(admin_url: &str, prefix: &str) -> crate::R
         _ => base,
     };
     Ok(format!("{base}/{name}{query}"))
+}
+
+/// A fresh, migrated SQLite database in `dir`.
+#[cfg(test)]
+pub(crate) async fn sqlite(dir: &tempfile::TempDir) -> crate::Db {
+    let url = format!("sqlite:{}", dir.path().join("test.db").display());
+    let db = crate::Db::connect(&url).await.expect("sqlite");
+    db.migrate().await.expect("migrate");
+    db
+}
+
+/// A fresh, migrated PostgreSQL database named after `prefix`, or `None` when no
+/// PostgreSQL is configured (a failure when `CHASQUI_REQUIRE_POSTGRES=1`).
+#[cfg(test)]
+pub(crate) async fn postgres(prefix: &str) -> Option<crate::Db> {
+    let Some(admin) = postgres_admin_url() else {
+        assert!(
+            std::env::var("CHASQUI_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "CHASQUI_TEST_POSTGRES_URL is required"
+        );
+        return None;
+    };
+    let url = create_postgres_database(&admin, prefix)
+        .await
+        .expect("database");
+    let db = crate::Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    Some(db)
+}
+
+/// Creates project `p`, which the store tests' rows belong to.
+#[cfg(test)]
+pub(crate) async fn project(db: &crate::Db) {
+    crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
+        .execute(db.writer())
+        .await
+        .expect("project");
+}
+
+/// What the SQLite writer of the main file has done so far.
+#[cfg(test)]
+pub(crate) fn main_counts(db: &crate::Db) -> crate::write_stats::WriteCounts {
+    db.write_counts()
+        .into_iter()
+        .find_map(|(file, counts)| (file == "main").then_some(counts))
+        .expect("the main file's counts")
 }

@@ -1093,12 +1093,7 @@ mod tests {
 
     /// Deliveries made, and statements the writer ran, for `publish` of `e`.
     async fn publish_counted(db: &Db, e: NewEvent<'_>) -> (u64, u64) {
-        let statements = || {
-            db.write_counts()
-                .into_iter()
-                .find_map(|(file, c)| (file == "main").then_some(c.statements))
-                .unwrap_or_default()
-        };
+        let statements = || crate::testing::main_counts(db).statements;
         let before = statements();
         let mut conn = db.writer().acquire().await.expect("conn");
         let made = publish(&mut conn, e, 1).await.expect("publish");
@@ -1111,13 +1106,8 @@ mod tests {
     #[tokio::test]
     async fn fan_outs_no_webhook_takes_run_no_statement() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite:{}", dir.path().join("w.db").display());
-        let db = Db::connect(&url).await.expect("sqlite");
-        db.migrate().await.expect("migrate");
-        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
-            .execute(db.writer())
-            .await
-            .expect("project");
+        let db = crate::testing::sqlite(&dir).await;
+        crate::testing::project(&db).await;
         let received = "whatsapp.message.received";
 
         // No webhook: the first look reads the table, the next ones nothing.
@@ -1246,13 +1236,8 @@ mod tests {
     #[tokio::test]
     async fn a_commit_that_made_deliveries_wakes_the_delivery_loops() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite:{}", dir.path().join("d.db").display());
-        let db = Db::connect(&url).await.expect("sqlite");
-        db.migrate().await.expect("migrate");
-        crate::sql::query("INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 0)")
-            .execute(db.writer())
-            .await
-            .expect("project");
+        let db = crate::testing::sqlite(&dir).await;
+        crate::testing::project(&db).await;
         insert(
             &db,
             &hook("w1", "kapso", None, "[\"whatsapp.message.sent\"]"),

@@ -102,22 +102,13 @@ impl Counting {
 
 #[cfg(test)]
 mod tests {
-    use crate::Db;
     use crate::sql::query;
-
-    fn main_counts(db: &Db) -> super::WriteCounts {
-        db.write_counts()
-            .into_iter()
-            .find_map(|(file, counts)| (file == "main").then_some(counts))
-            .expect("the main file's counts")
-    }
+    use crate::testing::main_counts;
 
     #[tokio::test]
     async fn counts_a_writers_statements_commits_rows_and_frames() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite:{}", dir.path().join("w.db").display());
-        let db = Db::connect(&url).await.expect("sqlite");
-        db.migrate().await.expect("migrate");
+        let db = crate::testing::sqlite(&dir).await;
         let before = main_counts(&db);
 
         let mut tx = db.writer().begin().await.expect("begin");
