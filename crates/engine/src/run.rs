@@ -207,6 +207,8 @@ pub struct Machine {
     pub state: State,
     /// Step log entries since the caller last drained it.
     pub log: Vec<Logged>,
+    /// Whose JavaScript engine evaluates the conditions (the project): tenants never share one.
+    tenant: String,
     limits: chasqui_js::Limits,
     steps: usize,
     failed: Option<(Option<String>, String)>,
@@ -220,11 +222,12 @@ fn cfg_str<'v>(config: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 impl Machine {
-    /// An interpreter over `state`.
-    pub fn new(state: State) -> Self {
+    /// An interpreter over `state`, evaluating conditions in `tenant`'s engine.
+    pub fn new(state: State, tenant: &str) -> Self {
         Self {
             state,
             log: Vec::new(),
+            tenant: tenant.to_owned(),
             limits: chasqui_js::Limits::default(),
             steps: 0,
             failed: None,
@@ -425,7 +428,7 @@ impl Machine {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
         });
-        match chasqui_js::first_true(expressions, scope, self.limits) {
+        match chasqui_js::first_true(&self.tenant, expressions, scope, self.limits) {
             Ok(Some(i)) => return Ok(condition_label(&conditions[i]).to_owned()),
             Ok(None) => {}
             Err((i, e)) => {
@@ -686,7 +689,7 @@ mod tests {
             defs: &d,
             env: &env,
         };
-        let mut m = Machine::new(State::new("w", 1));
+        let mut m = Machine::new(State::new("w", 1), "p");
         let Action::Send { node, message } = m.run(&w) else {
             panic!("send expected")
         };
@@ -733,7 +736,7 @@ mod tests {
     fn drive(d: &HashMap<(String, i64), Definition>) -> (Action, State) {
         let env = HashMap::new();
         let w = World { defs: d, env: &env };
-        let mut m = Machine::new(State::new("w1", 1));
+        let mut m = Machine::new(State::new("w1", 1), "p");
         loop {
             match m.run(&w) {
                 Action::Call { workflow_id, .. } => m.enter_call(&w, Ok((workflow_id, 1))),

@@ -281,8 +281,8 @@ async fn drive(app: &App, e: Execution) -> Result<(), AppError> {
     let mut run = Run {
         app,
         saved_status: e.status.clone(),
+        machine: Machine::new(state, &e.project_id),
         e,
-        machine: Machine::new(state),
         defs,
         env,
         env_read,

@@ -463,7 +463,7 @@ where
         .map_err(|err| AppError::Internal(format!("execution state: {err}")))?;
     let mut defs = Loaded::new();
     load_frames(app, &state, &mut defs).await?;
-    let mut machine = Machine::new(state);
+    let mut machine = Machine::new(state, project_id);
     let event = {
         let env = HashMap::new();
         let world = World {
