@@ -431,6 +431,10 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0)
     );
+    let server_millis = cpu
+        .iter()
+        .find(|(name, _)| *name == "server")
+        .map(|(_, millis)| *millis);
     let cpu: Vec<String> = cpu
         .iter()
         .map(|(name, millis)| format!("{name} {millis:.2} ms"))
@@ -439,6 +443,14 @@ pub(crate) async fn run(plan: FlowsPlan) -> anyhow::Result<()> {
         "CPU per conversation, its status webhooks applied: {}",
         cpu.join(", ")
     );
+    if let Some(millis) = server_millis.filter(|m| *m > 0.0) {
+        // What the run cost the server alone: its throughput on CPUs it had to itself,
+        // without Meta's side and the load generator, which share this machine's.
+        println!(
+            "server capacity: {:.0} conversations per CPU-second of the server's own time",
+            1000.0 / millis
+        );
+    }
     if let Some(written) = written {
         // Counted until the inbox stayed empty for a second: the background loops' polls
         // of that second are in it.

@@ -301,16 +301,35 @@ impl Machine {
                 Some(&node),
                 json!({ "node_type": node_type, "workflow_id": frame.workflow_id }),
             );
+            // Nodes that read nothing of the state go before the scope is built.
+            match node_type {
+                "start" => {
+                    self.follow(w, "next");
+                    continue;
+                }
+                "wait_for_response" => {
+                    let timeout = config
+                        .get("timeout_seconds")
+                        .and_then(Value::as_i64)
+                        .filter(|_| {
+                            config
+                                .get("has_timeout")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(true)
+                        });
+                    return Action::Wait {
+                        node,
+                        timeout_seconds: timeout,
+                    };
+                }
+                _ => {}
+            }
             let scope = self.state.scope();
             let render = Render {
                 scope: &scope,
                 env: w.env,
             };
             let built = match node_type {
-                "start" => {
-                    self.follow(w, "next");
-                    continue;
-                }
                 "set_variable" => {
                     let name = cfg_str(&config, "variable_name")
                         .unwrap_or_default()
@@ -344,21 +363,6 @@ impl Machine {
                 "send_text" => nodes::send_text(&config, render),
                 "send_template" => nodes::send_template(&config, render),
                 "send_interactive" => nodes::send_interactive(&config, render),
-                "wait_for_response" => {
-                    let timeout = config
-                        .get("timeout_seconds")
-                        .and_then(Value::as_i64)
-                        .filter(|_| {
-                            config
-                                .get("has_timeout")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(true)
-                        });
-                    return Action::Wait {
-                        node,
-                        timeout_seconds: timeout,
-                    };
-                }
                 "call" => {
                     if self.state.frames.len() >= MAX_CALL_DEPTH {
                         self.fail_step(
