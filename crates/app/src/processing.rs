@@ -291,6 +291,9 @@ async fn apply_event(
 /// the numbers named in its changes, or for account-level changes every number of the
 /// account.
 async fn forward_raw(app: &App, conn: &mut Conn, body: &str, now: i64) -> Result<(), StoreError> {
+    if !chasqui_store::webhooks::may_forward_raw(conn).await? {
+        return Ok(());
+    }
     let Ok(routing) = chasqui_meta::webhook::Routing::parse(body.as_bytes()) else {
         return Ok(());
     };

@@ -849,6 +849,12 @@ pub async fn pause(conn: &mut Conn, id: &str, reason: &str, now: i64) -> crate::
     Ok(true)
 }
 
+/// Whether any active `meta` webhook could take Meta's raw deliveries: lets a caller skip
+/// working out a delivery's addressees when none could. Always true on PostgreSQL.
+pub async fn may_forward_raw(conn: &mut Conn) -> crate::Result<bool> {
+    may_reach(conn, |w| w.kind == "meta" && w.active).await
+}
+
 /// Creates the deliveries of a raw Meta payload to the number's `meta` webhook (if any), in
 /// the caller's transaction; the payload is the body, as received.
 pub async fn publish_raw(
