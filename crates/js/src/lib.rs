@@ -180,6 +180,8 @@ impl Engine {
         } = self;
         context.with(|ctx| {
             let failed = |i: usize, e: rquickjs::Error| (i, describe(&ctx, e));
+            // The deadline left by the engine's last decision may be past.
+            deadline.set(Instant::now() + limits.time);
             let wrapper = match wrappers.get(&declarations) {
                 Some(saved) => saved.clone().restore(&ctx).map_err(|e| failed(0, e))?,
                 None => {
@@ -427,6 +429,21 @@ mod tests {
         };
         assert!(condition("keep-a", "true", &scope(), tight).expect("eval"));
         assert_eq!(engines_started(), before + 4);
+    }
+
+    #[test]
+    fn a_kept_engine_gives_each_decision_its_own_deadline() {
+        let l = Limits {
+            time: Duration::from_millis(20),
+            ..Limits::default()
+        };
+        assert!(condition("deadline", "true", &scope(), l).expect("eval"));
+        std::thread::sleep(Duration::from_millis(60));
+        // Another set of scope names compiles another wrapper, after the last deadline.
+        let other = json!({"vars": {"a": 1}, "extra": true});
+        let busy =
+            "(() => { const t = Date.now(); while (Date.now() - t < 5) {} return extra; })()";
+        assert!(condition("deadline", busy, &other, l).expect("eval"));
     }
 
     #[test]
