@@ -686,11 +686,12 @@ impl LiteConn {
                 self.relax(false)?;
             }
         }
-        if tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG) {
-            let started = std::time::Instant::now();
-            let result = self.run_statement(query, want);
-            self.counted();
-            self.after(&query.sql);
+        let started = tracing::enabled!(target: "chasqui_store::sql", tracing::Level::DEBUG)
+            .then(std::time::Instant::now);
+        let result = self.run_statement(query, want);
+        self.counted();
+        self.after(&query.sql);
+        if let Some(started) = started {
             tracing::debug!(
                 target: "chasqui_store::sql",
                 micros = started.elapsed().as_micros() as u64,
@@ -699,11 +700,7 @@ impl LiteConn {
                 "{}",
                 query.sql
             );
-            return result;
         }
-        let result = self.run_statement(query, want);
-        self.counted();
-        self.after(&query.sql);
         result
     }
 
